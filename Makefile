@@ -1,0 +1,44 @@
+# hjax — two commands on a fresh machine: `make verify` (the main job) and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: venv test test-all verify verify-quick lint format bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+## Default test run (CI): lint + tests not marked slow/gpu, in parallel.
+test: lint
+	$(PY) -m pytest -n auto
+
+## Everything, slow tests included (gpu tests skip without an accelerator).
+test-all: lint
+	$(PY) -m pytest -n auto -m ''
+
+## The main job: measure every claim, write results/verify/, exit non-zero on failure.
+verify: $(STAMP)
+	$(PY) -m hjax verify
+
+verify-quick: $(STAMP)
+	$(PY) -m hjax verify --quick
+
+bench: $(STAMP)
+	$(PY) -m benchmarks
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Checks for the commutative diagram, Theorem 7.1 (THEORY §8)."""

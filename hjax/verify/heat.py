@@ -1,0 +1,1 @@
+"""Checks for the semiring and the heat semigroup (THEORY §1, §2, §4)."""
