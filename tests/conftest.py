@@ -32,8 +32,6 @@ def raises_naming(argument: str):
     does, so a shape error surfaces as ``TypeCheckError``; value errors (eps < 0, t <= 0,
     non-PD A) and plain use without the hook raise hjax's ``ValueError``.
     """
-    import re
-
     import jaxtyping
 
     return pytest.raises(
