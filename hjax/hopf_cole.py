@@ -169,7 +169,8 @@ def hopf_lax(
 
     Example:
         >>> import jax.numpy as jnp
-        >>> float(hopf_lax(jnp.array([0.5]), jnp.array([[0.0], [1.0]]), jnp.array([0.0, -1.0]), 1.0))
+        >>> y = jnp.array([[0.0], [1.0]]); g = jnp.array([0.0, -1.0])
+        >>> float(hopf_lax(jnp.array([0.5]), y, g, 1.0))
         -0.875
     """
     x, y, g, t, A_inv, _, _, _ = _prepare(x, y, g, t, A)

@@ -117,8 +117,7 @@ def _prepare(z, eps, axis, log_w):
             z, log_w = jnp.broadcast_arrays(z, log_w)
         except ValueError:
             raise ValueError(
-                f"`log_w` of shape {log_w.shape} does not broadcast against `z` of shape "
-                f"{z.shape}."
+                f"`log_w` of shape {log_w.shape} does not broadcast against `z` of shape {z.shape}."
             ) from None
     z = jnp.moveaxis(z, axis, -1)
     if log_w is not None:
