@@ -1,0 +1,1 @@
+"""Timing and memory harness: `python -m benchmarks` runs every benchmark."""
