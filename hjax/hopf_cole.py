@@ -16,15 +16,25 @@ For the initial-data measure ``μ = Σ_j w_j δ_{y_j}`` (Thm 4.1, Thm 4.4):
     \qquad c_t(x, y) = \frac{(x-y)^\top A^{-1}(x-y)}{2t},
 
 and at eps = 0 the Hopf–Lax formula ``u^N_0 = min_j [c_t(x, y_j) + g_j]`` (Thm 5.1).
+Its spatial derivatives are Gibbs moments of the atoms (THEORY §3),
+``∇u = A⁻¹(x − E_π[y])/t`` and ``∇²u = A⁻¹/t − A⁻¹ Cov_π(y) A⁻¹/(eps t²)``
+(:func:`hopf_cole_grad`, :func:`hopf_cole_hessian`).
 """
 
 import jax.numpy as jnp
 
 from . import _validate
 from ._types import Array, ArrayLike, Float, ScalarLike
-from .semiring import lse
+from .semiring import gibbs, lse
 
-__all__ = ["heat_normalization", "hopf_cole", "hopf_lax", "transport_cost"]
+__all__ = [
+    "heat_normalization",
+    "hopf_cole",
+    "hopf_cole_grad",
+    "hopf_cole_hessian",
+    "hopf_lax",
+    "transport_cost",
+]
 
 
 def _metric(A: ArrayLike | None, d: int, dtype) -> tuple[Array | None, Array]:
@@ -46,19 +56,22 @@ def _cost(x: Array, y: Array, t: Array, A_inv: Array | None) -> Array:
 
 
 def _prepare(x, y, g, t, A, log_w=None):
-    """Cast to one float dtype and validate shapes, t > 0 and A ≻ 0."""
-    arrays = [x, y, g] + ([] if log_w is None else [log_w])
+    """Cast to one float dtype and validate shapes, t > 0 and A ≻ 0 (``g=None``: no g)."""
+    arrays = [a for a in (x, y, g, log_w) if a is not None]
     dtype = _validate.float_dtype(*arrays)
     x = jnp.asarray(x, dtype)
     y = jnp.asarray(y, dtype)
-    g = jnp.asarray(g, dtype)
     if x.ndim < 1:
         raise ValueError(f"`x` must have shape (*batch, d); got a scalar {x.shape}.")
     if y.ndim != 2:
         raise ValueError(f"`y` must have shape (N, d); got {y.shape}.")
     _validate.same_last_dim("x", x, "y", y)
-    if g.shape != y.shape[:1]:
-        raise ValueError(f"`g` must have shape (N,) = ({y.shape[0]},) to match `y`; got {g.shape}.")
+    if g is not None:
+        g = jnp.asarray(g, dtype)
+        if g.shape != y.shape[:1]:
+            raise ValueError(
+                f"`g` must have shape (N,) = ({y.shape[0]},) to match `y`; got {g.shape}."
+            )
     if log_w is not None:
         log_w = jnp.asarray(log_w, dtype)
         if log_w.shape != y.shape[:1]:
@@ -77,8 +90,26 @@ def transport_cost(
     *,
     A: Float[ArrayLike, "d d"] | None = None,
 ) -> Float[Array, "*batch N"]:
-    r"""``c_t(x, y_j) = (x − y_j)ᵀ A⁻¹ (x − y_j) / (2t)``, the Lagrangian action (THEORY §2)."""
-    x, y, _, t, A_inv, _, _, _ = _prepare(x, y, jnp.zeros(jnp.shape(y)[:1]), t, A)
+    r"""``c_t(x, y_j) = (x − y_j)ᵀ A⁻¹ (x − y_j) / (2t)``, the Lagrangian action (THEORY §2).
+
+    The action of the straight characteristic from ``y_j`` to ``x`` in time t for the
+    Lagrangian ``L(q) = ½ qᵀA⁻¹q``, the Legendre dual of ``H(p) = ½ pᵀAp``.
+
+    Args:
+        x: query points ``(*batch, d)``.
+        y: atoms ``(N, d)``.
+        t: time ``> 0``.
+        A: symmetric positive-definite metric ``(d, d)`` (default identity).
+
+    Returns:
+        Costs of shape ``(*batch, N)``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> transport_cost(jnp.array([1.0, 0.0]), jnp.zeros((1, 2)), 0.5).tolist()
+        [1.0]
+    """
+    x, y, _, t, A_inv, _, _, _ = _prepare(x, y, None, t, A)
     return _cost(x, y, t, A_inv)
 
 
@@ -88,7 +119,18 @@ def heat_normalization(
     r"""``(eps d/2) log(2π eps t) + (eps/2) log det A``: the heat-kernel prefactor's term.
 
     Added to ``u^N_eps`` it turns the counting-measure solution into one that solves the
-    viscous HJ equation exactly (THEORY §2). It is 0 at eps = 0.
+    viscous HJ equation exactly (THEORY §2): it is ``−eps log`` of the Gaussian heat-kernel
+    prefactor ``(2π eps t)^{−d/2} det(A)^{−1/2}``. It is 0 at eps = 0.
+
+    Args:
+        d: space dimension.
+        t: time ``> 0``.
+        eps: viscosity ``>= 0``.
+        A: symmetric positive-definite metric ``(d, d)`` (default identity).
+
+    Example:
+        >>> round(float(heat_normalization(1, 1.0, 1.0)), 6)  # ½ log(2π)
+        0.918939
     """
     dtype = _validate.float_dtype(t, eps)
     t = _validate.positive("t", _validate.as_float_scalar("t", t, dtype))
@@ -175,3 +217,116 @@ def hopf_lax(
     """
     x, y, g, t, A_inv, _, _, _ = _prepare(x, y, g, t, A)
     return jnp.min(_cost(x, y, t, A_inv) + g, axis=-1)
+
+
+def _gibbs_moments(x, y, g, t, eps, A, log_w):
+    """Validated inputs, Gibbs weights π(x) over the atoms and the Gibbs mean E_π[y]."""
+    x, y, g, t, A_inv, _, log_w, dtype = _prepare(x, y, g, t, A, log_w)
+    eps = _validate.nonnegative("eps", _validate.as_float_scalar("eps", eps, dtype))
+    pi = gibbs(-(_cost(x, y, t, A_inv) + g), eps, axis=-1, log_w=log_w)  # (*batch, N)
+    mean = jnp.einsum("...n,nd->...d", pi, y)
+    return x, y, t, eps, A_inv, pi, mean
+
+
+def hopf_cole_grad(
+    x: Float[ArrayLike, "*batch d"],
+    y: Float[ArrayLike, "N d"],
+    g: Float[ArrayLike, " N"],
+    t: ScalarLike,
+    eps: ScalarLike,
+    *,
+    log_w: Float[ArrayLike, " N"] | None = None,
+    A: Float[ArrayLike, "d d"] | None = None,
+) -> Float[Array, "*batch d"]:
+    r"""Closed-form spatial gradient of the Hopf–Cole solution (THEORY §3, Thm 4.1).
+
+    .. math::
+
+        \nabla_x u^N_\varepsilon(x, t) = \frac{A^{-1}\,(x - \mathbb{E}_{\pi(x)}[y])}{t},
+        \qquad \pi_j(x) = \mathrm{gibbs}\big(-(c_t(x, y) + g), \varepsilon;\ \log w\big)_j .
+
+    The Gibbs mean ``E_π[y]`` is the "soft nearest atom"; the gradient is the same with or
+    without the heat normalization (which does not depend on x). At eps = 0 the weights are
+    uniform over the Hopf–Lax minimisers, so away from ties this is the gradient of
+    :func:`hopf_lax`, ``A⁻¹(x − y_{j*})/t``; on a tie it is the average of the one-sided
+    gradients (an element of the Clarke superdifferential of the min).
+
+    Args:
+        x: query points ``(*batch, d)``.
+        y: atoms ``(N, d)``.
+        g: initial values ``(N,)``.
+        t: time ``> 0``.
+        eps: viscosity ``>= 0`` (traced: sweeps compile once).
+        log_w: log-weights ``(N,)``; ``-inf`` masks an atom.
+        A: symmetric positive-definite metric ``(d, d)`` (default identity).
+
+    Returns:
+        ``∇_x u(x, t)`` of shape ``(*batch, d)``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> y = jnp.array([[0.0], [1.0]]); g = jnp.array([0.0, -1.0])
+        >>> hopf_cole_grad(jnp.array([0.5]), y, g, 1.0, 0.0).tolist()
+        [-0.5]
+    """
+    x, _, t, _, A_inv, _, mean = _gibbs_moments(x, y, g, t, eps, A, log_w)
+    r = x - mean
+    if A_inv is not None:
+        r = r @ A_inv  # A⁻¹ is symmetric
+    return r / t
+
+
+def hopf_cole_hessian(
+    x: Float[ArrayLike, "*batch d"],
+    y: Float[ArrayLike, "N d"],
+    g: Float[ArrayLike, " N"],
+    t: ScalarLike,
+    eps: ScalarLike,
+    *,
+    log_w: Float[ArrayLike, " N"] | None = None,
+    A: Float[ArrayLike, "d d"] | None = None,
+) -> Float[Array, "*batch d d"]:
+    r"""Closed-form spatial Hessian of the Hopf–Cole solution (THEORY §3, Prop E.5).
+
+    .. math::
+
+        \nabla_x^2 u^N_\varepsilon(x, t) = \frac{A^{-1}}{t}
+            - \frac{A^{-1}\,\mathrm{Cov}_{\pi(x)}(y)\,A^{-1}}{\varepsilon\, t^2},
+
+    with ``π(x)`` the Gibbs weights of :func:`hopf_cole_grad`. The covariance term is
+    the "shock" curvature: it is largest where two atoms compete (Prop E.5), and the
+    Laplacian ``tr(A ∇²u)`` it yields is what the viscosity ``(eps/2)∇·(A∇u)`` balances.
+
+    At eps = 0 this returns ``A⁻¹/t``: the Hessian of the active quadratic piece, which is
+    the true Hessian of :func:`hopf_lax` almost everywhere (off the shock set where two
+    minimisers tie; there the eps → 0 limit blows up like ``1/eps``, and ``u_0`` has a kink).
+
+    Args:
+        x: query points ``(*batch, d)``.
+        y: atoms ``(N, d)``.
+        g: initial values ``(N,)``.
+        t: time ``> 0``.
+        eps: viscosity ``>= 0`` (traced: sweeps compile once).
+        log_w: log-weights ``(N,)``; ``-inf`` masks an atom.
+        A: symmetric positive-definite metric ``(d, d)`` (default identity).
+
+    Returns:
+        ``∇²_x u(x, t)`` of shape ``(*batch, d, d)``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> y = jnp.array([[-1.0], [1.0]]); g = jnp.zeros(2)
+        >>> hopf_cole_hessian(jnp.array([0.0]), y, g, 1.0, 0.5).tolist()  # 1 − 1/0.5
+        [[-1.0]]
+    """
+    x, y, t, eps, A_inv, pi, mean = _gibbs_moments(x, y, g, t, eps, A, log_w)
+    d = y.shape[-1]
+    centred = y - mean[..., None, :]  # (*batch, N, d)
+    cov = jnp.einsum("...n,...ni,...nj->...ij", pi, centred, centred)
+    if A_inv is None:
+        A_inv = jnp.eye(d, dtype=y.dtype)
+    else:
+        cov = A_inv @ cov @ A_inv
+    safe_eps = jnp.where(eps > 0, eps, jnp.ones_like(eps))
+    shock = jnp.where(eps > 0, cov / (safe_eps * t**2), jnp.zeros_like(cov))
+    return A_inv / t - shock

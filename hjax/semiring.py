@@ -135,7 +135,7 @@ def lse(
     eps: ScalarLike,
     axis: int = -1,
     *,
-    log_w: Float[ArrayLike, "*shape"] | None = None,
+    log_w: Float[ArrayLike, "..."] | None = None,
 ) -> Float[Array, "*reduced"]:
     r"""Log-sum-exp at temperature eps, exact max at eps = 0 (THEORY §0, Thm 3.1).
 
@@ -173,7 +173,7 @@ def gibbs(
     eps: ScalarLike,
     axis: int = -1,
     *,
-    log_w: Float[ArrayLike, "*shape"] | None = None,
+    log_w: Float[ArrayLike, "..."] | None = None,
 ) -> Float[Array, "*shape"]:
     r"""Gibbs (attribution) weights ``softmax(z/eps + log w)``; argmax weights at eps = 0.
 
