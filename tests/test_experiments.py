@@ -1,0 +1,164 @@
+"""The experiment scripts (experiments/): quick runs in-process, their files, their claims, resume.
+
+Each quick run writes ``config.json``, ``results.json`` and ``figure.png`` atomically; the
+measured values are re-checked here from the stored results (not from the scripts'
+verdicts), partly against independent recomputations from the stored parameters.
+"""
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # `pytest` (unlike `python -m pytest`) does not add the cwd
+    sys.path.insert(0, str(ROOT))
+
+from experiments import (  # noqa: E402
+    _common,
+    attention_gibbs,
+    hessian_bound,
+    initial_data_recovery,
+    transformer_identity,
+)
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _run_quick(module, out: Path, *extra: str) -> dict:
+    """``main(["--quick", "--out", out])``: exit 0, the three files there and parseable."""
+    assert module.main(["--quick", "--out", str(out), *extra]) == 0
+    config = json.loads((out / "config.json").read_text())
+    results = json.loads((out / "results.json").read_text())
+    assert config["experiment"] == results["experiment"] == module.NAME
+    assert config["config"] == results["config"]
+    assert results["config"]["quick"] is True
+    assert results["complete"] is True
+    assert results["provenance"]["x64"] is True
+    assert {"jax", "hjax", "backend", "devices"} <= set(results["provenance"])
+    assert all(c["holds"] for c in results["claims"])
+    assert (out / "figure.png").read_bytes()[:8] == PNG_MAGIC
+    assert not list(out.glob(".*.tmp"))  # no temp files left behind
+    return results
+
+
+@pytest.fixture(scope="module")
+def attention_results(tmp_path_factory):
+    out = tmp_path_factory.mktemp("attention_gibbs")
+    return out, _run_quick(attention_gibbs, out)
+
+
+def test_attention_gibbs(attention_results):
+    """Attention = Vᵀ∇lse: vs hjax autodiff, plain JAX autodiff and NumPy, ≤ 1e-13, every d."""
+    _, results = attention_results
+    units = results["units"]
+    assert sorted(u["d"] for u in units.values()) == [4, 8, 16, 32, 64]
+    for u in units.values():
+        assert u["eps"] == pytest.approx(np.sqrt(u["d"]))
+        assert set(u["max_abs_error"]) == set(attention_gibbs.COMPARISONS)
+        for err in u["max_abs_error"].values():
+            assert 0.0 <= err <= 1e-13
+        assert u["max_abs_output"] > 0.5  # outputs are O(1): the errors are not vacuous
+
+
+def test_hessian_bound(tmp_path):
+    """Cor 8.2 on trained fits: sup‖∇²f‖ ≤ D²/(4 eps) ≤ R²/eps, bounds recomputed from W."""
+    results = _run_quick(hessian_bound, tmp_path)
+    config = results["config"]
+    units = list(results["units"].values())
+    assert len(units) == len(config["eps"]) * len(config["seeds"])
+    for u in units:
+        w, eps = np.array(u["W"]), u["eps"]
+        assert w.shape == (config["n_atoms"],)
+        D2_4eps = (w.max() - w.min()) ** 2 / (4 * eps)  # independent of hjax's bound
+        assert u["bound_D2_over_4eps"] == pytest.approx(D2_4eps, rel=1e-12)
+        assert u["bound_R2_over_eps"] == pytest.approx(np.max(w**2) / eps, rel=1e-12)
+        assert u["max_hessian"] <= u["bound_D2_over_4eps"] * (1 + 1e-9)
+        assert u["bound_D2_over_4eps"] <= u["bound_R2_over_eps"] * (1 + 1e-12)
+        assert u["max_hessian"] >= u["max_hessian_on_data_range"] > 0
+        assert u["closed_vs_numpy_rel"] <= 1e-10 and u["closed_vs_autodiff_rel"] <= 1e-10
+        assert np.isfinite(u["test_rmse"]) and u["test_rmse"] < 0.5
+    # The fit is real: at the smallest eps the kink of |x| is resolved and the curvature
+    # peak sits at the kink, close to the two-atom maximum (W = ±1 → 1/eps).
+    sharp = min(units, key=lambda u: u["eps"])
+    assert abs(sharp["argmax_x"]) < 0.1
+    assert sharp["max_hessian"] > 0.5 / sharp["eps"]
+
+
+def test_transformer_identity(tmp_path):
+    """Thm 4.1 per sub-layer of an LSE-transformer block, u from hopf_cole: ≤ 1e-12."""
+    results = _run_quick(transformer_identity, tmp_path)
+    units = list(results["units"].values())
+    assert [u["d_model"] for u in units] == results["config"]["d_model"]
+    for u in units:
+        assert set(u["max_abs_error"]) == set(transformer_identity.CHECKS)
+        for err in u["max_abs_error"].values():
+            assert 0.0 <= err <= 1e-12
+        assert u["max_ffn_scale"] > 1.0  # the identity is tested on non-trivial values
+
+
+def test_initial_data_recovery(tmp_path):
+    """Identifiable design; recovery error of (y, g) decreases as eps decreases."""
+    results = _run_quick(initial_data_recovery, tmp_path)
+    design = results["design"]
+    assert min(design["samples_per_atom"]) >= results["config"]["min_samples_per_atom"]
+    assert design["reference_atoms_ever_minimiser"] == 2  # REFERENCE.md: only ±0.29
+    assert sorted(design["reference_identifiable_atoms"]) == pytest.approx([-2 / 7, 2 / 7])
+    eps = results["config"]["eps"]
+    errors = results["summary"]["tropical"]["median_recovery_error"]
+    by_eps = [e for _, e in sorted(zip(eps, errors, strict=True), reverse=True)]
+    assert all(b < a for a, b in zip(by_eps, by_eps[1:], strict=False))
+    assert by_eps[-1] < 0.05  # at eps = 0.04 every atom is recovered closely
+    for u in results["units"].values():  # the kept restart has the lowest training loss
+        assert u["train_mse"] == min(u["restart_train_mse"])
+
+
+def test_matching_is_optimal():
+    """The atom matching recovers a known permutation and beats every other one."""
+    rng = np.random.default_rng(0)
+    y, g = rng.normal(size=6), rng.normal(size=6)
+    perm = rng.permutation(6)
+    y_fit, g_fit = y[perm] + 1e-3, g[perm] - 1e-3  # fitted atom i is true atom perm[i]
+    found = initial_data_recovery.match(y_fit, g_fit, y, g)
+    assert np.array_equal(perm[found], np.arange(6))
+    r = initial_data_recovery.recovery(y_fit, g_fit, y, g)
+    assert r["recovery_error"] == pytest.approx(np.sqrt(2) * 1e-3)
+
+
+def test_resume_skips_finished_units(attention_results, monkeypatch):
+    """--resume recomputes nothing finished; after an interruption, only what is missing."""
+    out, first = attention_results
+    calls = []
+    compute = attention_gibbs.compute_unit
+
+    def counting(config, d):
+        calls.append(d)
+        return compute(config, d)
+
+    monkeypatch.setattr(attention_gibbs, "compute_unit", counting)
+    second = _run_quick(attention_gibbs, out, "--resume")
+    assert calls == []
+    assert second["units"] == first["units"]  # same timestamps: nothing recomputed
+    assert sorted(second["resumed_units"]) == sorted(first["units"])
+
+    # Simulate a run interrupted before its last unit: drop it from the stored results.
+    path = out / "results.json"
+    stored = json.loads(path.read_text())
+    del stored["units"]["d=64"]
+    stored["complete"] = False
+    path.write_text(json.dumps(stored))
+    third = _run_quick(attention_gibbs, out, "--resume")
+    assert calls == [64]
+    for key, unit in first["units"].items():
+        if key != "d=64":
+            assert third["units"][key]["finished_at"] == unit["finished_at"]
+    assert third["units"]["d=64"]["finished_at"] != first["units"]["d=64"]["finished_at"]
+
+
+def test_resume_refuses_another_config(attention_results):
+    """--resume with a different configuration (full vs quick) refuses to mix the runs."""
+    out, _ = attention_results
+    with pytest.raises(_common.ConfigMismatch, match="different configuration"):
+        attention_gibbs.main(["--out", str(out), "--resume"])
