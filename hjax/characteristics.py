@@ -27,7 +27,7 @@ the x-equation of Hamilton's system for a Hamiltonian of the form
 * HJ characteristics: for ``H(p) = ½ pᵀAp`` straight lines ``x(t) = y + tA∇g(y)``,
   ``p ≡ ∇g(y)`` (:func:`quadratic_characteristics`); for a general ``H(x, p)`` Hamilton's
   equations with the action ``u̇ = p·∂_pH − H`` solved with diffrax
-  (:func:`characteristics`).
+  (:func:`hamiltonian_characteristics`).
 
 ``H = p · f`` itself, the ResNet pass and its co-state (backprop) live in
 :mod:`hjax.costate` (``hamiltonian``, ``euler_forward``, ``costate_backward``,
@@ -54,7 +54,7 @@ __all__ = [
     "Maxout",
     "Perceptron",
     "RNNCell",
-    "characteristics",
+    "hamiltonian_characteristics",
     "gate",
     "lstm_field",
     "lstm_gates",
@@ -693,7 +693,7 @@ def quadratic_characteristics(
     return y + t * Ap, p, g_val + t / 2 * jnp.sum(p * Ap, axis=-1)
 
 
-def characteristics(
+def hamiltonian_characteristics(
     H: Callable[[Array, Array], Array],
     g: Callable[[Array], Array],
     y: Float[ArrayLike, " d"],
@@ -735,7 +735,8 @@ def characteristics(
     Example:
         >>> import jax.numpy as jnp
         >>> H = lambda x, p: 0.5 * p @ p
-        >>> xs, ps, us = characteristics(H, lambda y: y @ y, jnp.ones(1), jnp.array([1.0]))
+        >>> g = lambda y: y @ y
+        >>> xs, ps, us = hamiltonian_characteristics(H, g, jnp.ones(1), jnp.array([1.0]))
         >>> round(float(xs[0, 0]), 6)
         3.0
     """

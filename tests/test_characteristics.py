@@ -22,8 +22,8 @@ from hjax.characteristics import (
     LSTMCell,
     Maxout,
     RNNCell,
-    characteristics,
     gate,
+    hamiltonian_characteristics,
     lstm_field,
     lstm_scan,
     maxout_field,
@@ -422,7 +422,7 @@ def _g1(y):
 def _flow(params, y, ts):
     """One compiled characteristics solve for every member of the H family."""
     H = lambda x, p: _H_family(x, p, params)  # noqa: E731
-    return characteristics(H, _g1, y, ts, rtol=1e-12, atol=1e-12)
+    return hamiltonian_characteristics(H, _g1, y, ts, rtol=1e-12, atol=1e-12)
 
 
 TS = jnp.linspace(0.0, 1.5, 7)
