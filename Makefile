@@ -22,8 +22,10 @@ format: $(STAMP)
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-## Default test run (CI): lint + tests not marked slow/gpu, in parallel.
+## Default test run (CI): lint, the quick verify run, then the tests not marked slow
+## (gpu tests skip without an accelerator), in parallel.
 test: lint
+	$(PY) -m hjax verify --quick --out results/verify-quick
 	$(PY) -m pytest -n auto
 
 ## Everything, slow tests included (gpu tests skip without an accelerator).
@@ -35,7 +37,7 @@ verify: $(STAMP)
 	$(PY) -m hjax verify
 
 verify-quick: $(STAMP)
-	$(PY) -m hjax verify --quick
+	$(PY) -m hjax verify --quick --out results/verify-quick
 
 bench: $(STAMP)
 	$(PY) -m benchmarks
