@@ -36,14 +36,45 @@ def _check(name: str, value: Array, bad, message: str) -> Array:
     return value
 
 
-def nonnegative(name: str, value: Array) -> Array:
-    """``value >= 0`` (NaN rejected)."""
+def nonnegative(name: str, value: Array, *, finite: bool = False) -> Array:
+    """``value >= 0`` (NaN rejected; ``inf`` too when ``finite``)."""
+    if finite:
+        return _check(
+            name, value, lambda v: ~((v >= 0) & (v < np.inf)), "must be finite and ≥ 0 (not NaN)"
+        )
     return _check(name, value, lambda v: ~(v >= 0), "must be ≥ 0 (and not NaN)")
 
 
-def positive(name: str, value: Array) -> Array:
-    """``value > 0`` (NaN rejected)."""
+def positive(name: str, value: Array, *, finite: bool = False) -> Array:
+    """``value > 0`` (NaN rejected; ``inf`` too when ``finite``)."""
+    if finite:
+        return _check(
+            name, value, lambda v: ~((v > 0) & (v < np.inf)), "must be finite and > 0 (not NaN)"
+        )
     return _check(name, value, lambda v: ~(v > 0), "must be > 0 (and not NaN)")
+
+
+def nonnegative_scalar(name: str, value: ArrayLike, dtype) -> Array:
+    """A finite scalar ``>= 0`` (eps-like) as a 0-d array of ``dtype``.
+
+    Rejects non-scalars, negative values, NaN and ``inf`` (``lse(z, inf)`` is ``+inf`` or
+    ``inf · 0 = NaN``, never a useful temperature): eagerly with a ``ValueError`` naming the
+    argument, or at run time when ``value`` is traced.
+    """
+    return nonnegative(name, as_float_scalar(name, value, dtype), finite=True)
+
+
+def positive_scalar(name: str, value: ArrayLike, dtype) -> Array:
+    """A finite scalar ``> 0`` (time-like) as a 0-d array of ``dtype`` (see
+    :func:`nonnegative_scalar`)."""
+    return positive(name, as_float_scalar(name, value, dtype), finite=True)
+
+
+def integer(name: str, value: object, minimum: int = 1) -> int:
+    """A static Python/NumPy integer ``>= minimum`` (sizes, counts), as an ``int``."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
+        raise ValueError(f"`{name}` must be an integer >= {minimum}; got {value!r}.")
+    return int(value)
 
 
 def float_dtype(*arrays: ArrayLike):
@@ -63,12 +94,18 @@ def same_last_dim(name_a: str, a: Array, name_b: str, b: Array) -> None:
 def positive_definite(name: str, A: Array, d: int) -> Array:
     """Check ``A`` is a symmetric positive-definite ``(d, d)`` matrix.
 
-    Shape and symmetry are checked eagerly; positive definiteness eagerly for concrete
-    ``A`` (Cholesky) and with ``eqx.error_if`` on a NaN Cholesky factor when traced.
+    The shape is checked eagerly; symmetry (to ``rtol = 1e-6``) and positive definiteness
+    (Cholesky) eagerly for concrete ``A``, and with ``eqx.error_if`` when traced — a Cholesky
+    factorization reads one triangle only, so an asymmetric A would otherwise be silently
+    replaced by the matrix its lower triangle defines.
     """
     if A.shape != (d, d):
         raise ValueError(f"`{name}` must have shape ({d}, {d}) to match d={d}; got {A.shape}.")
     if is_traced(A):
+        scale = jnp.max(jnp.abs(A))
+        A = eqx.error_if(
+            A, jnp.max(jnp.abs(A - A.T)) > 1e-6 * scale + 1e-12, f"`{name}` must be symmetric"
+        )
         chol = jnp.linalg.cholesky(A)
         return eqx.error_if(A, ~jnp.all(jnp.isfinite(chol)), f"`{name}` must be positive definite")
     A_np = np.asarray(A)

@@ -1,4 +1,4 @@
-r"""Attention as Gibbs expectations; the LSE transformer block (THEORY.md §5, eq. 6–7, Thm 4.2).
+r"""Attention as Gibbs expectations; the LSE transformer block (THEORY.md §5, eq. 6–7, Prop H.9).
 
 Row i of ``softmax(QKᵀ/eps) V`` is the Gibbs average ``E_{π_i}[V]`` with
 
@@ -7,10 +7,10 @@ Row i of ``softmax(QKᵀ/eps) V`` is the Gibbs average ``E_{π_i}[V]`` with
     \pi_i = \mathrm{gibbs}(K q_i, \varepsilon)
           = \nabla_z \mathrm{lse}(z, \varepsilon)\big|_{z = K q_i},
 
-an LSE layer in the query (``W = K``, ``b = 0``; Thm 4.2). With L2 logits
+an LSE layer in the query (``W = K``, ``b = 0``; Thm 4.1, Prop H.9). With L2 logits
 ``−|q − k_j|²/(2t)`` the weights are exactly the Hopf–Cole Gibbs weights of the atoms
 ``k_j`` with ``g = 0``, and the partition function is ``exp(−u^N_eps(q, t)/eps)``
-(Prop H.9). ``eps → 0`` is hard (argmax / nearest-key) attention, exactly at ``eps = 0``.
+(Thm 4.2). ``eps → 0`` is hard (argmax / nearest-key) attention, exactly at ``eps = 0``.
 The log-partition is a semiring sum, so a running ``(max, mass, mean)`` state absorbs one
 key/value at a time (the O(1) KV-cache update, Remark H.11), and a dominant key pins the
 output (attention sink, Remark H.12).
@@ -24,7 +24,7 @@ import numpy as np
 from . import _validate
 from ._types import Array, ArrayLike, Bool, Float, Int, ScalarLike
 from .layers import LSEBlock, _gaussians
-from .semiring import gibbs, lse
+from .semiring import _safe, gibbs, lse
 
 __all__ = [
     "KVState",
@@ -46,10 +46,6 @@ __all__ = [
 # --------------------------------------------------------------------------------------
 # Helpers
 # --------------------------------------------------------------------------------------
-
-
-def _safe(eps: Array) -> Array:
-    return jnp.where(eps > 0, eps, jnp.ones_like(eps))
 
 
 def _qk(Q, K, *extra):
@@ -75,10 +71,6 @@ def _values(V, K, dtype) -> Array:
     return V
 
 
-def _eps(eps, dtype) -> Array:
-    return _validate.nonnegative("eps", _validate.as_float_scalar("eps", eps, dtype))
-
-
 def _mask_log_w(mask, shape: tuple[int, ...], dtype) -> Array | None:
     """Boolean mask (True = attend) → log-weights 0 / −inf, every query keeping a key."""
     if mask is None:
@@ -101,13 +93,16 @@ def _mask_log_w(mask, shape: tuple[int, ...], dtype) -> Array | None:
     return jnp.where(mask, jnp.zeros(shape, dtype), jnp.full(shape, -jnp.inf, dtype))
 
 
-def _sq_dist(Q: Array, K: Array) -> Array:
+def _l2_logits(Q, K, t) -> Array:
+    """``−|q_i − k_j|²/(2t) = −c_t(q_i, k_j)``: the Hopf–Cole logits of atoms k_j, g = 0."""
+    Q, K, dtype = _qk(Q, K)
+    t = _validate.positive_scalar("t", t, dtype)
     diff = Q[..., :, None, :] - K[..., None, :, :]
-    return jnp.sum(diff * diff, axis=-1)
+    return -jnp.sum(diff * diff, axis=-1) / (2 * t)
 
 
 # --------------------------------------------------------------------------------------
-# Dot-product and L2 attention (eq. 6–7, Thm 4.2, Prop H.9)
+# Dot-product (eq. 6–7, Prop H.9) and L2 attention (Thm 4.2)
 # --------------------------------------------------------------------------------------
 
 
@@ -118,7 +113,7 @@ def attention_weights(
     *,
     mask: Bool[ArrayLike, "..."] | None = None,
 ) -> Float[Array, "*batch nq nk"]:
-    r"""Dot-product attention weights ``π_i = gibbs(K q_i, eps) = ∇_z lse(K q_i, eps)``.
+    r"""Dot-product attention weights ``π_i = gibbs(K q_i, eps) = ∇_z lse(K q_i, eps)`` (eq. 7).
 
     Args:
         Q: queries ``(*batch, n_q, d_k)``.
@@ -135,7 +130,7 @@ def attention_weights(
         [[1.0, 0.0]]
     """
     Q, K, dtype = _qk(Q, K)
-    eps = _eps(np.sqrt(Q.shape[-1]) if eps is None else eps, dtype)
+    eps = np.sqrt(Q.shape[-1]) if eps is None else eps  # validated by gibbs
     logits = jnp.einsum("...qd,...kd->...qk", Q, K)
     return gibbs(logits, eps, log_w=_mask_log_w(mask, logits.shape, dtype))
 
@@ -148,7 +143,7 @@ def dot_product_attention(
     *,
     mask: Bool[ArrayLike, "..."] | None = None,
 ) -> Float[Array, "*batch nq dv"]:
-    r"""Scaled dot-product attention as a Gibbs expectation (eq. 6, Thm 4.2).
+    r"""Scaled dot-product attention as a Gibbs expectation (eq. 6–7, Prop H.9).
 
     .. math::
 
@@ -190,7 +185,7 @@ def l2_attention_weights(
     *,
     mask: Bool[ArrayLike, "..."] | None = None,
 ) -> Float[Array, "*batch nq nk"]:
-    r"""L2 attention weights ``π_i = gibbs(−|q_i − k|²/(2t), eps)`` (Prop H.9).
+    r"""L2 attention weights ``π_i = gibbs(−|q_i − k|²/(2t), eps)`` (Thm 4.2).
 
     These are the Hopf–Cole Gibbs weights of atoms ``y_j = k_j`` with ``g = 0`` (the
     heat-kernel weights ``∝ K_{eps t}(q − k_j)``); at ``eps = 0`` the nearest key.
@@ -209,10 +204,8 @@ def l2_attention_weights(
         ...                      0.0).tolist()
         [[1.0, 0.0]]
     """
-    Q, K, dtype = _qk(Q, K)
-    t = _validate.positive("t", _validate.as_float_scalar("t", t, dtype))
-    logits = -_sq_dist(Q, K) / (2 * t)
-    return gibbs(logits, _eps(eps, dtype), log_w=_mask_log_w(mask, logits.shape, dtype))
+    logits = _l2_logits(Q, K, t)
+    return gibbs(logits, eps, log_w=_mask_log_w(mask, logits.shape, logits.dtype))
 
 
 def l2_attention(
@@ -224,7 +217,7 @@ def l2_attention(
     *,
     mask: Bool[ArrayLike, "..."] | None = None,
 ) -> Float[Array, "*batch nq dv"]:
-    r"""L2 (distance) attention ``E_{π_i}[V]``, ``π_i = gibbs(−|q_i − k|²/(2t), eps)`` (H.9).
+    r"""L2 (distance) attention ``E_{π_i}[V]``, ``π_i = gibbs(−|q_i − k|²/(2t), eps)`` (Thm 4.2).
 
     .. math::
 
@@ -263,7 +256,7 @@ def l2_log_partition(
     *,
     mask: Bool[ArrayLike, "..."] | None = None,
 ) -> Float[Array, "*batch nq"]:
-    r"""Eps-scaled log-partition of L2 attention, ``eps log Z(q) = −u^N_eps(q, t)`` (H.9).
+    r"""Eps-scaled log-partition of L2 attention, ``eps log Z(q) = −u^N_eps(q, t)`` (Thm 4.2).
 
     .. math::
 
@@ -287,10 +280,8 @@ def l2_log_partition(
         >>> l2_log_partition(jnp.zeros((1, 1)), jnp.array([[1.0], [2.0]]), 0.5, 0.0).tolist()
         [-1.0]
     """
-    Q, K, dtype = _qk(Q, K)
-    t = _validate.positive("t", _validate.as_float_scalar("t", t, dtype))
-    logits = -_sq_dist(Q, K) / (2 * t)
-    return lse(logits, _eps(eps, dtype), log_w=_mask_log_w(mask, logits.shape, dtype))
+    logits = _l2_logits(Q, K, t)
+    return lse(logits, eps, log_w=_mask_log_w(mask, logits.shape, logits.dtype))
 
 
 # --------------------------------------------------------------------------------------
@@ -377,14 +368,15 @@ def kv_update(
             f"`z` and `v` must have shapes {state.m.shape} and {state.mean.shape} to match the "
             f"state; got {z.shape} and {v.shape}."
         )
-    eps = _eps(eps, dtype)
+    eps = _validate.nonnegative_scalar("eps", eps, dtype)
     m_new = jnp.maximum(state.m, z)
     m_fin = jnp.where(jnp.isfinite(m_new), m_new, jnp.zeros_like(m_new))
 
     def scale(s):
         soft = jnp.exp((s - m_fin) / _safe(eps))
         hard = (s == m_new).astype(dtype)
-        return jnp.where(s > -jnp.inf, jnp.where(eps > 0, soft, hard), jnp.zeros_like(s))
+        # A key with logit -inf is masked; a NaN logit propagates (it is not a mask).
+        return jnp.where(s == -jnp.inf, jnp.zeros_like(s), jnp.where(eps > 0, soft, hard))
 
     old = scale(state.m) * state.mass
     new = scale(z)
@@ -404,13 +396,34 @@ def kv_lse(state: KVState, eps: ScalarLike) -> Float[Array, "*batch"]:
         >>> round(float(kv_lse(s, 1.0)), 6)
         0.693147
     """
-    eps = _eps(eps, state.m.dtype)
+    eps = _validate.nonnegative_scalar("eps", eps, state.m.dtype)
     has = state.mass > 0
     m_fin = jnp.where(has, state.m, jnp.zeros_like(state.m))
     log_mass = jnp.log(jnp.where(has, state.mass, jnp.ones_like(state.mass)))
     soft = m_fin + eps * log_mass
     value = jnp.where(eps > 0, soft, m_fin)
     return jnp.where(has, value, jnp.full_like(value, -jnp.inf))
+
+
+def _atom_index(k, z: Array) -> Array:
+    """``k`` as integer atom indices of shape ``z.shape[:-1]`` in ``[0, N)``.
+
+    An index out of range would silently select no atom (``z_k`` read as 0): rejected
+    eagerly, or at run time when traced.
+    """
+    k = jnp.asarray(k)
+    if not jnp.issubdtype(k.dtype, jnp.integer):
+        raise ValueError(f"`k` must hold integer atom indices; got dtype {k.dtype}.")
+    if k.shape != z.shape[:-1]:
+        raise ValueError(f"`k` must have shape (*batch,) = {z.shape[:-1]}; got {k.shape}.")
+    n = z.shape[-1]
+    bad = (k < 0) | (k >= n)
+    message = f"`k` must be an atom index in [0, {n})"
+    if _validate.is_traced(k):
+        return eqx.error_if(k, jnp.any(bad), message)
+    if np.any(np.asarray(bad)):
+        raise ValueError(f"{message}; got {np.asarray(k)!r}.")
+    return k
 
 
 def attention_sink_bound(
@@ -442,11 +455,9 @@ def attention_sink_bound(
     z = jnp.asarray(z, dtype)
     if z.ndim < 1:
         raise ValueError(f"`z` must have shape (*batch, N); got a scalar {z.shape}.")
-    eps = _eps(eps, dtype)
+    eps = _validate.nonnegative_scalar("eps", eps, dtype)
     n = z.shape[-1]
-    k = jnp.argmax(z, axis=-1) if k is None else jnp.asarray(k)
-    if k.shape != z.shape[:-1]:
-        raise ValueError(f"`k` must have shape (*batch,) = {z.shape[:-1]}; got {k.shape}.")
+    k = jnp.argmax(z, axis=-1) if k is None else _atom_index(k, z)
     onehot = jnp.arange(n) == k[..., None]
     z_k = jnp.sum(jnp.where(onehot, z, jnp.zeros_like(z)), axis=-1)
     rival = jnp.max(jnp.where(onehot, jnp.full_like(z, -jnp.inf), z), axis=-1)
@@ -464,7 +475,7 @@ def attention_sink_bound(
 
 
 class LSEAttention(eqx.Module):
-    r"""Multi-head dot-product self-attention, each head a Gibbs average (eq. 6, Thm 4.2).
+    r"""Multi-head dot-product self-attention, each head a Gibbs average (eq. 6–7, Prop H.9).
 
     Head h: ``Q = X W^q_h``, ``K = X W^k_h``, ``V = X W^v_h``; the output is
     ``Σ_h E_{π^h}[V_h] W^o_h`` with ``π^h_i = gibbs(K q_i, eps)`` (default ``eps = √d_k``).
@@ -473,6 +484,12 @@ class LSEAttention(eqx.Module):
     Attributes:
         Wq, Wk: ``(heads, d_model, d_k)``; Wv: ``(heads, d_model, d_v)``;
         Wo: ``(heads, d_v, d_model)``; causal: static flag (query i sees keys ≤ i).
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> att = LSEAttention.random(jax.random.key(0), d_model=4, heads=2, d_head=3)
+        >>> att(jnp.ones((5, 4))).shape, att.weights(jnp.ones((5, 4)), 0.0).shape
+        ((5, 4), (2, 5, 5))
     """
 
     Wq: Float[Array, "h D dk"]
@@ -534,7 +551,7 @@ class LSEAttention(eqx.Module):
 
 
 class LSEFeedForward(eqx.Module):
-    r"""Feed-forward layer whose hidden activation is an LSE layer (§5).
+    r"""Feed-forward layer whose hidden activation is an LSE layer (THEORY §5, Prop H.9).
 
     .. math::
 
@@ -546,6 +563,12 @@ class LSEFeedForward(eqx.Module):
     Attributes:
         hidden: :class:`~hjax.layers.LSEBlock` ``R^D → R^m``.
         W_out: ``(D, m)``; b_out: ``(D,)``.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> ffn = LSEFeedForward.random(jax.random.key(0), d_model=4, units=3, atoms=5)
+        >>> ffn(jnp.ones(4), 0.5).shape
+        (4,)
     """
 
     hidden: LSEBlock
@@ -578,7 +601,7 @@ class LSEFeedForward(eqx.Module):
 
 
 class LSETransformerBlock(eqx.Module):
-    r"""Pre-norm LSE-transformer block (§5):
+    r"""Pre-norm LSE-transformer block (THEORY §5, Prop H.9):
 
     .. math::
 

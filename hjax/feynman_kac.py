@@ -22,6 +22,7 @@ from jaxtyping import PRNGKeyArray
 
 from . import _validate
 from ._types import Array, ArrayLike, Float, ScalarLike
+from .hopf_cole import _metric
 
 __all__ = ["feynman_kac"]
 
@@ -84,23 +85,21 @@ def feynman_kac(
         >>> bool(abs(u - 0.5) < 4 * se)
         True
     """
-    if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 2:
-        raise ValueError(f"`n_samples` must be an integer >= 2; got {n_samples!r}.")
+    n_samples = _validate.integer("n_samples", n_samples, minimum=2)
     dtype = _validate.float_dtype(x)
     x = jnp.asarray(x, dtype)
     if x.ndim < 1:
         raise ValueError(f"`x` must have shape (*batch, d); got a scalar {x.shape}.")
     d = x.shape[-1]
-    t = _validate.positive("t", _validate.as_float_scalar("t", t, dtype))
-    eps = _validate.positive("eps", _validate.as_float_scalar("eps", eps, dtype))
-    if A is not None:
-        A = _validate.positive_definite("A", jnp.asarray(A, dtype=dtype), d)
+    t = _validate.positive_scalar("t", t, dtype)
+    eps = _validate.positive_scalar("eps", eps, dtype)
+    chol, _ = _metric(A, d, dtype)
     out = jax.eval_shape(g_fn, jax.ShapeDtypeStruct((d,), dtype))
     if getattr(out, "shape", None) != ():
         raise ValueError(f"`g_fn` must map one point of shape ({d},) to a scalar; got {out}.")
     z = jax.random.normal(key, (n_samples, d), dtype=dtype)
-    if A is not None:
-        z = z @ jnp.linalg.cholesky(A).T
+    if chol is not None:
+        z = z @ chol.T  # covariance L Lᵀ = A
     points = x[..., None, :] + jnp.sqrt(eps * t) * z  # (*batch, n, d)
     g_vals = jax.vmap(g_fn)(points.reshape(-1, d))
     a = -jnp.asarray(g_vals, dtype).reshape(points.shape[:-1]) / eps  # log w_k

@@ -18,14 +18,20 @@ For the initial-data measure ``μ = Σ_j w_j δ_{y_j}`` (Thm 4.1, Thm 4.4):
 and at eps = 0 the Hopf–Lax formula ``u^N_0 = min_j [c_t(x, y_j) + g_j]`` (Thm 5.1).
 Its spatial derivatives are Gibbs moments of the atoms (THEORY §3),
 ``∇u = A⁻¹(x − E_π[y])/t`` and ``∇²u = A⁻¹/t − A⁻¹ Cov_π(y) A⁻¹/(eps t²)``
-(:func:`hopf_cole_grad`, :func:`hopf_cole_hessian`).
+(:func:`hopf_cole_grad`, :func:`hopf_cole_hessian`). The metric enters only through its
+Cholesky factor ``A = LLᵀ`` (``c_t = |L⁻¹x − L⁻¹y|²/(2t)``, ``A⁻¹v`` by two triangular
+solves, ``log det A = 2 Σ log L_ii``), never an explicit inverse; :mod:`hjax.layers`,
+:mod:`hjax.sweep` and :mod:`hjax.feynman_kac` use the same private helpers.
 """
 
+import equinox as eqx
 import jax.numpy as jnp
+import numpy as np
+from jax.scipy.linalg import solve_triangular
 
 from . import _validate
 from ._types import Array, ArrayLike, Float, ScalarLike
-from .semiring import gibbs, lse
+from .semiring import _safe, gibbs, lse
 
 __all__ = [
     "heat_normalization",
@@ -38,49 +44,108 @@ __all__ = [
 
 
 def _metric(A: ArrayLike | None, d: int, dtype) -> tuple[Array | None, Array]:
-    """(A⁻¹ or None for the identity, log det A), validated."""
+    """(lower Cholesky factor L of the validated metric ``A = LLᵀ``, or None for the
+    identity; ``log det A``). Every use of A goes through L (triangular solves, never an
+    explicit inverse)."""
     if A is None:
         return None, jnp.zeros((), dtype)
-    A = _validate.positive_definite("A", jnp.asarray(A, dtype=dtype), d)
-    _, logdet = jnp.linalg.slogdet(A)
-    return jnp.linalg.inv(A), logdet
+    A = _validate.positive_definite("A", jnp.asarray(A, dtype), d)
+    chol = jnp.linalg.cholesky(A)
+    return chol, 2 * jnp.sum(jnp.log(jnp.diagonal(chol)))
 
 
-def _cost(x: Array, y: Array, t: Array, A_inv: Array | None) -> Array:
-    diff = x[..., None, :] - y  # (*batch, N, d)
-    if A_inv is None:
-        quad = jnp.sum(diff * diff, axis=-1)
-    else:
-        quad = jnp.einsum("...i,ij,...j->...", diff, A_inv, diff)
-    return quad / (2 * t)
+def _whiten(chol: Array | None, v: Array) -> Array:
+    """``L⁻¹ v`` row-wise for ``v`` of shape (..., d), so that ``|L⁻¹v|² = vᵀA⁻¹v``."""
+    if chol is None:
+        return v
+    flat = v.reshape(-1, v.shape[-1])
+    return solve_triangular(chol, flat.T, lower=True).T.reshape(v.shape)
+
+
+def _inv_metric(chol: Array | None, v: Array) -> Array:
+    """``A⁻¹ v = L⁻ᵀ L⁻¹ v`` row-wise for ``v`` of shape (..., d)."""
+    if chol is None:
+        return v
+    flat = _whiten(chol, v).reshape(-1, v.shape[-1])
+    return solve_triangular(chol.T, flat.T, lower=False).T.reshape(v.shape)
+
+
+def _cost(x: Array, y: Array, t: Array, chol: Array | None) -> Array:
+    """``c_t(x, y_j) = |L⁻¹x − L⁻¹y_j|²/(2t)``, shape ``(*batch, N)``."""
+    diff = _whiten(chol, x)[..., None, :] - _whiten(chol, y)  # (*batch, N, d)
+    return jnp.sum(diff * diff, axis=-1) / (2 * t)
+
+
+def _atoms(y, dtype) -> Array:
+    """``y`` as an ``(N, d)`` array of ``dtype``."""
+    y = jnp.asarray(y, dtype)
+    if y.ndim != 2:
+        raise ValueError(f"`y` must have shape (N, d); got {y.shape}.")
+    return y
+
+
+def _per_atom(name: str, value, y: Array) -> Array | None:
+    """A per-atom array (``g``, ``log_w``) of shape ``(N,)`` matching ``y`` (None passes)."""
+    if value is None:
+        return None
+    value = jnp.asarray(value, y.dtype)
+    if value.shape != y.shape[:1]:
+        raise ValueError(
+            f"`{name}` must have shape (N,) = ({y.shape[0]},) to match `y`; got {value.shape}."
+        )
+    return value
+
+
+def _queries(x, y: Array) -> Array:
+    """Query points ``(*batch, d)`` of ``y``'s dtype and space dimension."""
+    x = jnp.asarray(x, y.dtype)
+    if x.ndim < 1:
+        raise ValueError(f"`x` must have shape (*batch, d); got a scalar {x.shape}.")
+    _validate.same_last_dim("x", x, "y", y)
+    return x
 
 
 def _prepare(x, y, g, t, A, log_w=None):
-    """Cast to one float dtype and validate shapes, t > 0 and A ≻ 0 (``g=None``: no g)."""
-    arrays = [a for a in (x, y, g, log_w) if a is not None]
-    dtype = _validate.float_dtype(*arrays)
-    x = jnp.asarray(x, dtype)
-    y = jnp.asarray(y, dtype)
-    if x.ndim < 1:
-        raise ValueError(f"`x` must have shape (*batch, d); got a scalar {x.shape}.")
-    if y.ndim != 2:
-        raise ValueError(f"`y` must have shape (N, d); got {y.shape}.")
-    _validate.same_last_dim("x", x, "y", y)
-    if g is not None:
-        g = jnp.asarray(g, dtype)
-        if g.shape != y.shape[:1]:
-            raise ValueError(
-                f"`g` must have shape (N,) = ({y.shape[0]},) to match `y`; got {g.shape}."
-            )
-    if log_w is not None:
-        log_w = jnp.asarray(log_w, dtype)
-        if log_w.shape != y.shape[:1]:
-            raise ValueError(
-                f"`log_w` must have shape (N,) = ({y.shape[0]},) to match `y`; got {log_w.shape}."
-            )
-    t = _validate.positive("t", _validate.as_float_scalar("t", t, dtype))
-    A_inv, logdet_A = _metric(A, y.shape[-1], dtype)
-    return x, y, g, t, A_inv, logdet_A, log_w, dtype
+    """Cast to one float dtype and validate shapes, t > 0 and A ≻ 0 (``g=None``: no g).
+
+    Returns ``(x, y, g, t, chol, logdet_A, log_w, dtype)``, ``chol`` the Cholesky factor of
+    A (None for the identity).
+    """
+    dtype = _validate.float_dtype(*(a for a in (x, y, g, log_w) if a is not None))
+    y = _atoms(y, dtype)
+    x = _queries(x, y)
+    g, log_w = _per_atom("g", g, y), _per_atom("log_w", log_w, y)
+    t = _validate.positive_scalar("t", t, dtype)
+    chol, logdet_A = _metric(A, y.shape[-1], dtype)
+    return x, y, g, t, chol, logdet_A, log_w, dtype
+
+
+def _some_atom_active(log_w: Array | None) -> Array | None:
+    """Reject log-weights that mask every atom: the zero measure has no Gibbs weights."""
+    if log_w is None:
+        return None
+    message = (
+        "`log_w` masks every atom (all -inf): the Gibbs weights, ∇u and ∇²u of the zero "
+        "measure are undefined (u itself is +inf)"
+    )
+    if _validate.is_traced(log_w):
+        return eqx.error_if(log_w, jnp.all(log_w == -jnp.inf), message)
+    if np.all(np.asarray(log_w) == -np.inf):
+        raise ValueError(message + ".")
+    return log_w
+
+
+def _gibbs_weights(x, y, g, t, eps, A, log_w):
+    """Validated inputs and the Hopf–Cole Gibbs weights ``π(x)`` over the atoms (§3).
+
+    ``π_j(x) = gibbs(−(c_t(x, y) + g), eps; log w)_j``: the normalized heat-kernel weights
+    ``∝ w_j K_{eps t}(x − y_j) e^{−g_j/eps}``. Returns ``(x, y, t, eps, chol, pi)``.
+    """
+    x, y, g, t, chol, _, log_w, dtype = _prepare(x, y, g, t, A, log_w)
+    eps = _validate.nonnegative_scalar("eps", eps, dtype)
+    log_w = _some_atom_active(log_w)
+    pi = gibbs(-(_cost(x, y, t, chol) + g), eps, axis=-1, log_w=log_w)  # (*batch, N)
+    return x, y, t, eps, chol, pi
 
 
 def transport_cost(
@@ -109,8 +174,8 @@ def transport_cost(
         >>> transport_cost(jnp.array([1.0, 0.0]), jnp.zeros((1, 2)), 0.5).tolist()
         [1.0]
     """
-    x, y, _, t, A_inv, _, _, _ = _prepare(x, y, None, t, A)
-    return _cost(x, y, t, A_inv)
+    x, y, _, t, chol, _, _, _ = _prepare(x, y, None, t, A)
+    return _cost(x, y, t, chol)
 
 
 def heat_normalization(
@@ -132,15 +197,16 @@ def heat_normalization(
         >>> round(float(heat_normalization(1, 1.0, 1.0)), 6)  # ½ log(2π)
         0.918939
     """
-    dtype = _validate.float_dtype(t, eps)
-    t = _validate.positive("t", _validate.as_float_scalar("t", t, dtype))
-    eps = _validate.nonnegative("eps", _validate.as_float_scalar("eps", eps, dtype))
+    d = _validate.integer("d", d)
+    dtype = _validate.float_dtype(t, eps, *([] if A is None else [A]))
+    t = _validate.positive_scalar("t", t, dtype)
+    eps = _validate.nonnegative_scalar("eps", eps, dtype)
     _, logdet_A = _metric(A, d, dtype)
     return _normalization(d, t, eps, logdet_A)
 
 
 def _normalization(d: int, t: Array, eps: Array, logdet_A: Array) -> Array:
-    safe_eps = jnp.where(eps > 0, eps, jnp.ones_like(eps))
+    safe_eps = _safe(eps)
     term = safe_eps * (d / 2 * jnp.log(2 * jnp.pi * safe_eps * t) + logdet_A / 2)
     return jnp.where(eps > 0, term, jnp.zeros_like(term))
 
@@ -174,7 +240,8 @@ def hopf_cole(
         g: initial values ``g(y_j)``, ``(N,)``.
         t: time ``> 0``.
         eps: viscosity ``>= 0`` (traced: sweeps compile once).
-        log_w: log-weights of the atoms (default 0: counting measure); ``-inf`` masks.
+        log_w: log-weights of the atoms (default 0: counting measure); ``-inf`` masks
+            (every atom masked: ``u = +inf``, the zero measure).
         A: symmetric positive-definite metric ``(d, d)`` (default identity).
         normalized: add the Gaussian heat-kernel normalization.
 
@@ -187,9 +254,9 @@ def hopf_cole(
         >>> float(hopf_cole(jnp.array([0.5]), y, g, 1.0, 0.0))
         -0.875
     """
-    x, y, g, t, A_inv, logdet_A, log_w, dtype = _prepare(x, y, g, t, A, log_w)
-    eps = _validate.nonnegative("eps", _validate.as_float_scalar("eps", eps, dtype))
-    u = -lse(-(_cost(x, y, t, A_inv) + g), eps, axis=-1, log_w=log_w)
+    x, y, g, t, chol, logdet_A, log_w, dtype = _prepare(x, y, g, t, A, log_w)
+    eps = _validate.nonnegative_scalar("eps", eps, dtype)
+    u = -lse(-(_cost(x, y, t, chol) + g), eps, axis=-1, log_w=log_w)
     if normalized:
         u = u + _normalization(y.shape[-1], t, eps, logdet_A)
     return u
@@ -215,17 +282,8 @@ def hopf_lax(
         >>> float(hopf_lax(jnp.array([0.5]), y, g, 1.0))
         -0.875
     """
-    x, y, g, t, A_inv, _, _, _ = _prepare(x, y, g, t, A)
-    return jnp.min(_cost(x, y, t, A_inv) + g, axis=-1)
-
-
-def _gibbs_moments(x, y, g, t, eps, A, log_w):
-    """Validated inputs, Gibbs weights π(x) over the atoms and the Gibbs mean E_π[y]."""
-    x, y, g, t, A_inv, _, log_w, dtype = _prepare(x, y, g, t, A, log_w)
-    eps = _validate.nonnegative("eps", _validate.as_float_scalar("eps", eps, dtype))
-    pi = gibbs(-(_cost(x, y, t, A_inv) + g), eps, axis=-1, log_w=log_w)  # (*batch, N)
-    mean = jnp.einsum("...n,nd->...d", pi, y)
-    return x, y, t, eps, A_inv, pi, mean
+    x, y, g, t, chol, _, _, _ = _prepare(x, y, g, t, A)
+    return jnp.min(_cost(x, y, t, chol) + g, axis=-1)
 
 
 def hopf_cole_grad(
@@ -257,7 +315,8 @@ def hopf_cole_grad(
         g: initial values ``(N,)``.
         t: time ``> 0``.
         eps: viscosity ``>= 0`` (traced: sweeps compile once).
-        log_w: log-weights ``(N,)``; ``-inf`` masks an atom.
+        log_w: log-weights ``(N,)``; ``-inf`` masks an atom (at least one must stay
+            active: the zero measure has no Gibbs weights).
         A: symmetric positive-definite metric ``(d, d)`` (default identity).
 
     Returns:
@@ -269,11 +328,9 @@ def hopf_cole_grad(
         >>> hopf_cole_grad(jnp.array([0.5]), y, g, 1.0, 0.0).tolist()
         [-0.5]
     """
-    x, _, t, _, A_inv, _, mean = _gibbs_moments(x, y, g, t, eps, A, log_w)
-    r = x - mean
-    if A_inv is not None:
-        r = r @ A_inv  # A⁻¹ is symmetric
-    return r / t
+    x, y, t, _, chol, pi = _gibbs_weights(x, y, g, t, eps, A, log_w)
+    mean = jnp.einsum("...n,nd->...d", pi, y)
+    return _inv_metric(chol, x - mean) / t
 
 
 def hopf_cole_hessian(
@@ -307,7 +364,8 @@ def hopf_cole_hessian(
         g: initial values ``(N,)``.
         t: time ``> 0``.
         eps: viscosity ``>= 0`` (traced: sweeps compile once).
-        log_w: log-weights ``(N,)``; ``-inf`` masks an atom.
+        log_w: log-weights ``(N,)``; ``-inf`` masks an atom (at least one must stay
+            active: the zero measure has no Gibbs weights).
         A: symmetric positive-definite metric ``(d, d)`` (default identity).
 
     Returns:
@@ -319,14 +377,12 @@ def hopf_cole_hessian(
         >>> hopf_cole_hessian(jnp.array([0.0]), y, g, 1.0, 0.5).tolist()  # 1 − 1/0.5
         [[-1.0]]
     """
-    x, y, t, eps, A_inv, pi, mean = _gibbs_moments(x, y, g, t, eps, A, log_w)
-    d = y.shape[-1]
-    centred = y - mean[..., None, :]  # (*batch, N, d)
+    x, y, t, eps, chol, pi = _gibbs_weights(x, y, g, t, eps, A, log_w)
+    mean = jnp.einsum("...n,nd->...d", pi, y)
+    # A⁻¹ Cov_π(y) A⁻¹ = Σ_j π_j (A⁻¹(y_j − ȳ))(A⁻¹(y_j − ȳ))ᵀ: symmetric PSD by construction.
+    centred = _inv_metric(chol, y - mean[..., None, :])  # (*batch, N, d)
     cov = jnp.einsum("...n,...ni,...nj->...ij", pi, centred, centred)
-    if A_inv is None:
-        A_inv = jnp.eye(d, dtype=y.dtype)
-    else:
-        cov = A_inv @ cov @ A_inv
-    safe_eps = jnp.where(eps > 0, eps, jnp.ones_like(eps))
-    shock = jnp.where(eps > 0, cov / (safe_eps * t**2), jnp.zeros_like(cov))
+    A_inv = _inv_metric(chol, jnp.eye(y.shape[-1], dtype=y.dtype))
+    A_inv = (A_inv + A_inv.T) / 2
+    shock = jnp.where(eps > 0, cov / (_safe(eps) * t**2), jnp.zeros_like(cov))
     return A_inv / t - shock

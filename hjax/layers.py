@@ -27,11 +27,11 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.scipy.linalg import solve_triangular
 
 from . import _validate
 from ._types import Array, ArrayLike, Float, ScalarLike
-from .semiring import gibbs, lse
+from .hopf_cole import _atoms, _gibbs_weights, _inv_metric, _metric, _per_atom, _whiten
+from .semiring import _mask, _safe, gibbs, lse
 
 __all__ = [
     "DeepLSE",
@@ -77,42 +77,10 @@ def _query(x, W, dtype) -> Array:
     return x
 
 
-def _eps(eps, dtype) -> Array:
-    return _validate.nonnegative("eps", _validate.as_float_scalar("eps", eps, dtype))
-
-
-def _time(t, dtype) -> Array:
-    return _validate.positive("t", _validate.as_float_scalar("t", t, dtype))
-
-
-def _cholesky(A, d: int, dtype) -> Array | None:
-    """Lower Cholesky factor of the validated metric A (None for the identity)."""
-    if A is None:
-        return None
-    A = _validate.positive_definite("A", jnp.asarray(A, dtype), d)
-    return jnp.linalg.cholesky(A)
-
-
-def _whiten(chol: Array | None, v: Array) -> Array:
-    """``L⁻¹ v`` row-wise for ``v`` of shape (..., d), so that ``|L⁻¹v|² = vᵀA⁻¹v``."""
-    if chol is None:
-        return v
-    flat = v.reshape(-1, v.shape[-1])
-    return solve_triangular(chol, flat.T, lower=True).T.reshape(v.shape)
-
-
-def _inv_metric(chol: Array | None, v: Array) -> Array:
-    """``A⁻¹ v`` row-wise for ``v`` of shape (..., d)."""
-    if chol is None:
-        return v
-    z = _whiten(chol, v).reshape(-1, v.shape[-1])
-    return solve_triangular(chol.T, z.T, lower=False).T.reshape(v.shape)
-
-
-def _mask_log_w(log_w: Array) -> tuple[Array, Array]:
-    """(active mask, log_w with masked entries replaced by 0): never forms 0·(−inf)."""
-    active = log_w > -jnp.inf
-    return active, jnp.where(active, log_w, jnp.zeros_like(log_w))
+def _logits(x, W, b) -> Array:
+    """Validated pre-activations ``z = W x + b`` of shape ``(*batch, N)``."""
+    W, b, dtype = _layer_params(W, b, x)
+    return jnp.einsum("...d,nd->...n", _query(x, W, dtype), W) + b
 
 
 # --------------------------------------------------------------------------------------
@@ -164,34 +132,24 @@ def hj_to_lse(
         >>> W.tolist(), b.tolist()
         ([[1.0]], [-2.0])
     """
-    arrays = [y, g] + ([] if log_w is None else [log_w])
-    dtype = _validate.float_dtype(*arrays)
-    y = jnp.asarray(y, dtype)
-    g = jnp.asarray(g, dtype)
-    if y.ndim != 2:
-        raise ValueError(f"`y` must have shape (N, d); got {y.shape}.")
-    if g.shape != y.shape[:1]:
-        raise ValueError(f"`g` must have shape (N,) = ({y.shape[0]},) to match `y`; got {g.shape}.")
-    t = _time(t, dtype)
-    chol = _cholesky(A, y.shape[-1], dtype)
+    dtype = _validate.float_dtype(*(a for a in (y, g, log_w) if a is not None))
+    y = _atoms(y, dtype)
+    g, log_w = _per_atom("g", g, y), _per_atom("log_w", log_w, y)
+    t = _validate.positive_scalar("t", t, dtype)
+    chol, _ = _metric(A, y.shape[-1], dtype)
     W = _inv_metric(chol, y) / t
     b = -(jnp.sum(_whiten(chol, y) ** 2, axis=-1) / (2 * t) + g)
     if log_w is None:
         if eps is not None:
-            _eps(eps, dtype)
+            _validate.nonnegative_scalar("eps", eps, dtype)
         return W, b
     if eps is None:
         raise ValueError(
             "`eps` is required when `log_w` is given: the weights enter the bias as "
             "eps·log_w (pass the eps the layer will be evaluated at)."
         )
-    eps = _eps(eps, dtype)
-    log_w = jnp.asarray(log_w, dtype)
-    if log_w.shape != g.shape:
-        raise ValueError(
-            f"`log_w` must have shape (N,) = ({y.shape[0]},) to match `y`; got {log_w.shape}."
-        )
-    active, log_w_fin = _mask_log_w(log_w)
+    eps = _validate.nonnegative_scalar("eps", eps, dtype)
+    active, log_w_fin = _mask(log_w)
     return W, jnp.where(active, b + eps * log_w_fin, jnp.full_like(b, -jnp.inf))
 
 
@@ -228,7 +186,7 @@ def lse_to_hj(
         ([[2.0]], [1.0])
     """
     W, b, dtype = _layer_params(W, b)
-    t = _time(t, dtype)
+    t = _validate.positive_scalar("t", t, dtype)
     if A is None:
         return t * W, -b - t * jnp.sum(W * W, axis=-1) / 2
     A = _validate.positive_definite("A", jnp.asarray(A, dtype), W.shape[-1])
@@ -261,9 +219,7 @@ def lse_layer(
         >>> float(lse_layer(jnp.array([1.0]), jnp.array([[1.0], [-1.0]]), jnp.zeros(2), 0.0))
         1.0
     """
-    W, b, dtype = _layer_params(W, b, x)
-    x = _query(x, W, dtype)
-    return lse(jnp.einsum("...d,nd->...n", x, W) + b, _eps(eps, dtype))
+    return lse(_logits(x, W, b), eps)
 
 
 def quadratic_shift(
@@ -302,8 +258,8 @@ def quadratic_shift(
         raise ValueError(
             f"`f` must have shape (*batch,) = {x.shape[:-1]} to match `x` {x.shape}; got {f.shape}."
         )
-    t = _time(t, dtype)
-    chol = _cholesky(A, x.shape[-1], dtype)
+    t = _validate.positive_scalar("t", t, dtype)
+    chol, _ = _metric(A, x.shape[-1], dtype)
     return jnp.sum(_whiten(chol, x) ** 2, axis=-1) / (2 * t) - f
 
 
@@ -374,9 +330,7 @@ def lse_layer_gibbs(
         ...                 0.0).tolist()
         [1.0, 0.0]
     """
-    W, b, dtype = _layer_params(W, b, x)
-    x = _query(x, W, dtype)
-    return gibbs(jnp.einsum("...d,nd->...n", x, W) + b, _eps(eps, dtype))
+    return gibbs(_logits(x, W, b), eps)
 
 
 def lse_layer_grad(
@@ -436,12 +390,11 @@ def lse_layer_hessian(
         [[2.0]]
     """
     W, b, dtype = _layer_params(W, b, x)
-    eps = _eps(eps, dtype)
+    eps = _validate.nonnegative_scalar("eps", eps, dtype)
     pi = lse_layer_gibbs(x, W, b, eps)
     centred = W - (pi @ W)[..., None, :]  # (*batch, N, d)
     cov = jnp.einsum("...n,...ni,...nj->...ij", pi, centred, centred)
-    safe_eps = jnp.where(eps > 0, eps, jnp.ones_like(eps))
-    return jnp.where(eps > 0, cov / safe_eps, jnp.zeros_like(cov))
+    return jnp.where(eps > 0, cov / _safe(eps), jnp.zeros_like(cov))
 
 
 def lse_layer_hessian_bound(W: Float[ArrayLike, "N d"], eps: ScalarLike) -> Float[Array, ""]:
@@ -467,12 +420,11 @@ def lse_layer_hessian_bound(W: Float[ArrayLike, "N d"], eps: ScalarLike) -> Floa
     W = jnp.asarray(W, dtype)
     if W.ndim != 2:
         raise ValueError(f"`W` must have shape (N, d); got {W.shape}.")
-    eps = _eps(eps, dtype)
+    eps = _validate.nonnegative_scalar("eps", eps, dtype)
     diff = W[:, None, :] - W[None, :, :]
     D2 = jnp.max(jnp.sum(diff * diff, axis=-1))
-    safe_eps = jnp.where(eps > 0, eps, jnp.ones_like(eps))
     at_zero = jnp.where(D2 > 0, jnp.full_like(D2, jnp.inf), jnp.zeros_like(D2))
-    return jnp.where(eps > 0, D2 / (4 * safe_eps), at_zero)
+    return jnp.where(eps > 0, D2 / (4 * _safe(eps)), at_zero)
 
 
 # --------------------------------------------------------------------------------------
@@ -555,7 +507,8 @@ def heat_kernel_weights(
         x: query points ``(*batch, d)``.
         y: atoms ``(N, d)``; g: initial values ``(N,)``.
         t: time ``> 0``; eps: viscosity ``>= 0``.
-        log_w: log-weights ``(N,)`` (default 0); ``-inf`` masks.
+        log_w: log-weights ``(N,)`` (default 0); ``-inf`` masks an atom (at least one
+            must stay active: the zero measure has no Gibbs weights).
         A: symmetric positive-definite metric ``(d, d)`` (default identity).
 
     Returns:
@@ -567,27 +520,7 @@ def heat_kernel_weights(
         ...                     jnp.zeros(2), 1.0, 1.0).tolist()
         [0.5, 0.5]
     """
-    arrays = [x, y, g] + ([] if log_w is None else [log_w])
-    dtype = _validate.float_dtype(*arrays)
-    y = jnp.asarray(y, dtype)
-    g = jnp.asarray(g, dtype)
-    if y.ndim != 2:
-        raise ValueError(f"`y` must have shape (N, d); got {y.shape}.")
-    x = jnp.asarray(x, dtype)
-    if x.ndim < 1:
-        raise ValueError(f"`x` must have shape (*batch, d); got a scalar {x.shape}.")
-    _validate.same_last_dim("x", x, "y", y)
-    if g.shape != y.shape[:1]:
-        raise ValueError(f"`g` must have shape (N,) = ({y.shape[0]},) to match `y`; got {g.shape}.")
-    t = _time(t, dtype)
-    chol = _cholesky(A, y.shape[-1], dtype)
-    cost = jnp.sum(_whiten(chol, x[..., None, :] - y) ** 2, axis=-1) / (2 * t)  # c_t(x, y_j)
-    if log_w is not None:
-        log_w = jnp.asarray(log_w, dtype)
-        if log_w.shape != g.shape:
-            raise ValueError(f"`log_w` must have shape (N,) = {g.shape}; got {log_w.shape}.")
-        log_w = jnp.broadcast_to(log_w, cost.shape)
-    return gibbs(-(cost + g), _eps(eps, dtype), log_w=log_w)
+    return _gibbs_weights(x, y, g, t, eps, A, log_w)[-1]
 
 
 # --------------------------------------------------------------------------------------
@@ -615,7 +548,7 @@ def _softplus_inverse(v: Array) -> Array:
 
 
 class PDMetric(eqx.Module):
-    r"""A learnable symmetric positive-definite metric ``A = LLᵀ + δI``.
+    r"""A learnable symmetric positive-definite metric ``A = LLᵀ + δI`` (Thm 4.4).
 
     ``L`` is lower triangular with diagonal ``softplus(raw_ii) > 0`` and free strict lower
     triangle ``raw_ij`` (i > j); the upper triangle of ``raw`` is unused. Every real ``raw``
@@ -834,9 +767,15 @@ class DeepLSE(eqx.Module):
         dtype=None,
     ):
         """``depth`` hidden blocks (``>= 0``) of ``width`` units with ``atoms`` atoms each."""
-        if depth < 0:
-            raise ValueError(f"`depth` must be >= 0; got {depth}.")
-        m, n_out = width, readout_atoms or atoms
+        d, m, depth, atoms = (
+            _validate.integer("d", d),
+            _validate.integer("width", width),
+            _validate.integer("depth", depth, minimum=0),
+            _validate.integer("atoms", atoms),
+        )
+        if readout_atoms is not None:
+            readout_atoms = _validate.integer("readout_atoms", readout_atoms)
+        n_out = atoms if readout_atoms is None else readout_atoms
         W0, b0, Wh, bh, Wr, br = _gaussians(
             key,
             [

@@ -38,17 +38,17 @@ __all__ = ["grid_measure", "nested_measure"]
 
 
 def _box(lower: ScalarLike, upper: ScalarLike, n: int, d: int, dtype) -> tuple[Array, Array]:
-    """Validated ``(lower, upper − lower)`` as 0-d arrays of ``dtype``."""
-    for name, value in (("n", n), ("d", d)):
-        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-            raise ValueError(f"`{name}` must be a positive integer; got {value!r}.")
+    """Validated ``(lower, upper − lower)`` as 0-d arrays of ``dtype`` (a finite box)."""
+    _validate.integer("n", n)
+    _validate.integer("d", d)
     lower = _validate.as_float_scalar("lower", lower, dtype)
     upper = _validate.as_float_scalar("upper", upper, dtype)
     width = upper - lower
-    message = "must be greater than `lower` (the box is [lower, upper]^d)"
+    message = "must be finite and greater than `lower` (the box is [lower, upper]^d)"
+    bad = ~((width > 0) & (width < np.inf))  # also catches an infinite or NaN end
     if _validate.is_traced(width):
-        width = eqx.error_if(width, ~(width > 0), f"`upper` {message}")
-    elif not np.asarray(width) > 0:
+        width = eqx.error_if(width, bad, f"`upper` {message}")
+    elif bad:
         raise ValueError(f"`upper` {message}; got lower={lower!r}, upper={upper!r}.")
     return lower, width
 

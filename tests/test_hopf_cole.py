@@ -177,11 +177,28 @@ def test_eps_zero_equals_hopf_lax_bit_for_bit_with_finite_gradients(metric):
         np.asarray(_hc(x, y, g, 0.7, 0.0, A=A, normalized=True)),
         np.asarray(_hl(x, y, g, 0.7, A=A)),
     )
-    grads = _grads_all(x, y, g, 0.7, 0.0, log_w, A)
-    for grad in grads:
-        assert np.all(np.isfinite(np.asarray(grad)))
-    hl_grad = jax.jit(jax.grad(lambda x: hopf_lax(x, y, g, 0.7, A=A).sum()))(x)
-    np.testing.assert_allclose(np.asarray(grads[0]), np.asarray(hl_grad), rtol=1e-14)
+    # Gradients of Σ_x u at eps = 0 against the brute-force Hopf–Lax minimiser j*(x):
+    # ∂x = A⁻¹(x − y*)/t, ∂y_j* = −A⁻¹(x − y*)/t, ∂g = counts of j*, ∂t = −Σ c_t(x, y*)/t,
+    # ∂eps = −Σ log w_j* (the tilt eps·log w; the argmax entropy is 0), ∂log_w = −eps π = 0.
+    t = 0.7
+    A_inv = np.eye(2) if A is None else np.linalg.inv(A)
+    diff = x[:, None, :] - y[None]  # (B, N, d)
+    cost = np.einsum("bni,ij,bnj->bn", diff, A_inv, diff) / (2 * t)
+    star = np.argmin(cost + g, axis=1)
+    slope = diff[np.arange(len(x)), star] @ A_inv / t  # A⁻¹(x − y*)/t, (B, d)
+    dy = np.zeros_like(y)
+    np.add.at(dy, star, -slope)
+    expected = (
+        slope,
+        dy,
+        np.bincount(star, minlength=len(g)).astype(float),
+        -np.sum(cost[np.arange(len(x)), star]) / t,
+        -np.sum(log_w[star]),
+        np.zeros_like(log_w),
+    )
+    grads = _grads_all(x, y, g, t, 0.0, log_w, A)
+    for name, got, want in zip(("x", "y", "g", "t", "eps", "log_w"), grads, expected, strict=True):
+        np.testing.assert_allclose(np.asarray(got), want, rtol=1e-13, atol=1e-15, err_msg=name)
 
 
 _N_BOUND = 6
@@ -226,11 +243,31 @@ def test_masked_atoms_equal_deleted_atoms_with_finite_gradients(eps):
             rtol=1e-13,
             atol=1e-14,
         )
+    # Gradients: those of the problem with the masked atoms deleted, and exactly 0 for the
+    # masked atoms' y, g, log_w (no 0·inf NaN from the −inf log-weights).
     grads = _grads_all(x, y, g, 0.6, eps, masked, A)
-    for grad in grads:
-        assert np.all(np.isfinite(np.asarray(grad)))
-    for grad in (grads[1], grads[2], grads[5]):  # y, g, log_w of masked atoms: no influence
-        np.testing.assert_array_equal(np.asarray(grad)[~keep], 0.0)
+    kept = _grads_all(x, y[keep], g[keep], 0.6, eps, log_w[keep], A)
+    for i, (grad, ref) in enumerate(zip(grads, kept, strict=True)):
+        grad = np.asarray(grad)
+        if i in (1, 2, 5):  # per-atom: y, g, log_w
+            np.testing.assert_array_equal(grad[~keep], 0.0)
+            grad = grad[keep]
+        np.testing.assert_allclose(grad, np.asarray(ref), rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("eps", [0.0, 0.4])
+def test_every_atom_masked(eps):
+    """The zero measure: u = −eps log 0 = +inf; its Gibbs weights, ∇u and ∇²u do not exist,
+    so the closed forms refuse it (eagerly, or at run time under jit) instead of returning
+    x/t-like numbers."""
+    x, y, g, _, A = _problem(61)
+    none = np.full(len(g), -np.inf)
+    assert np.all(np.asarray(_hc(x, y, g, 0.6, eps, log_w=none, A=A)) == np.inf)
+    for fn in (hopf_cole_grad, hopf_cole_hessian):
+        with raises_naming("log_w"):
+            fn(x, y, g, 0.6, eps, log_w=none, A=A)
+    with pytest.raises((RuntimeError, ValueError), match="`log_w` masks every atom"):
+        jax.block_until_ready(_grad(x, y, g, 0.6, eps, log_w=none, A=A))
 
 
 # -- independent PDE solvers ------------------------------------------------------------------
@@ -428,6 +465,11 @@ def test_transport_cost_and_normalization_against_numpy():
     expected = eps * math.log(2 * math.pi * eps * t) + eps / 2 * math.log(np.linalg.det(A))  # d=2
     np.testing.assert_allclose(float(heat_normalization(2, t, eps, A=A)), expected, rtol=1e-14)
     assert float(heat_normalization(2, t, 0.0, A=A)) == 0.0
+    # Its meaning: the normalized heat kernel integrates to 1, so g = 0 on a fine quadrature
+    # grid gives u = −eps log ∫ K_{eps t} = 0 (log det A included) — no formula shared.
+    atoms, cell = grid_measure(-6.0, 6.0, 48, 2)
+    u0 = _hc(x, atoms, np.zeros(48**2), t, eps, log_w=cell, A=A, normalized=True)
+    np.testing.assert_allclose(np.asarray(u0), 0.0, atol=1e-12)
     gap = _hc(x, y, g, t, eps, log_w=log_w, A=A, normalized=True) - _hc(
         x, y, g, t, eps, log_w=log_w, A=A
     )
@@ -504,9 +546,11 @@ def test_bad_input_raises_naming_the_argument(fn):
         fn(x, y, g, 1.0, -0.1)
     with raises_naming("eps"):
         fn(x, y, g, 1.0, np.ones(2))
-    for t in (0.0, -1.0, float("nan")):
+    for t in (0.0, -1.0, float("nan"), float("inf")):
         with raises_naming("t"):
             fn(x, y, g, t, 0.5)
+    with raises_naming("eps"):  # inf · log N (or inf · 0 = NaN): never a temperature
+        fn(x, y, g, 1.0, float("inf"))
     with raises_naming("y"):
         fn(x, np.ones((4, 3)), g, 1.0, 0.5)
     with raises_naming("g"):
@@ -529,6 +573,10 @@ def test_bad_input_hopf_lax_transport_cost_normalization():
         transport_cost(x, y, -1.0)
     with raises_naming("eps"):
         heat_normalization(2, 1.0, -1.0)
+    with raises_naming("d"):
+        heat_normalization(0, 1.0, 1.0)
+    with raises_naming("d"):
+        heat_normalization(2.0, 1.0, 1.0)
     with raises_naming("A"):
         hopf_lax(x, y, g, 1.0, A=-np.eye(2))
 
@@ -541,3 +589,8 @@ def test_traced_bad_t_and_eps_raise_at_run_time():
     for t, eps, name in ((0.0, 0.5, "t"), (-1.0, 0.5, "t"), (1.0, -0.5, "eps")):
         with pytest.raises((RuntimeError, ValueError), match=f"`{name}` must be"):
             jax.block_until_ready(_hc(x, y, g, t, eps, **kw))
+    # A traced metric: an asymmetric A would be silently read through its lower triangle
+    # (Cholesky), a non-PD one would give NaN costs.
+    for bad in (A + np.array([[0.0, 0.3], [0.0, 0.0]]), -A):
+        with pytest.raises((RuntimeError, ValueError), match="`A` must be"):
+            jax.block_until_ready(_hc(x, y, g, 1.0, 0.5, log_w=log_w, A=jnp.asarray(bad)))

@@ -1,9 +1,11 @@
 """The layer ↔ PDE dictionary (THEORY §3, Thm 4.1/4.4, Prop H.2, Cor 8.2, Prop E.6).
 
 Every formula is checked against an independent computation: ``hopf_cole`` (quadratic costs
-with an explicit inverse metric) against the affine LSE layer with a Cholesky-solved metric,
-closed-form derivatives against autodiff, Gibbs weights against an explicit Gaussian heat
-kernel in NumPy, scanned networks against a NumPy loop.
+of the pairs x − y_j) against the affine LSE layer (W = A⁻¹y/t, b, and the quadratic shift
+xᵀA⁻¹x/(2t) formed separately: the identity is the algebra of completing the square), the
+metric against NumPy's ``solve``/``inv``, closed-form derivatives against autodiff, Gibbs
+weights against an explicit Gaussian heat kernel in NumPy, scanned networks against a NumPy
+loop.
 """
 
 import chex
@@ -256,12 +258,17 @@ _grad_u = jax.jit(
 
 
 def test_grad_u_is_metric_pullback_of_mean_atom():
-    """∇u = A⁻¹(x − E_π[y])/t (THEORY §3), π from the heat-kernel form, ∇u by autodiff."""
+    """∇u = A⁻¹(x − E_π[y])/t (THEORY §3): ∇u by autodiff of hopf_cole; π the Gaussian heat
+    kernel in NumPy (eps > 0) or the Hopf–Lax minimiser (eps = 0); A⁻¹ by NumPy's solve."""
     rng, y, g, x, t = _problem(9, 3)
     A = _spd(rng, 3)
     for eps in (0.5, 0.0):
         grad_u = _grad_u(x, y, g, t, jnp.asarray(eps), A)
-        pi = heat_kernel_weights(x, y, g, t, eps, A=A)
+        if eps > 0:
+            pi = _np_heat_kernel_weights(x, y, g, t, eps, A)
+        else:
+            cost = np.einsum("bni,ij,bnj->bn", x[:, None] - y, np.linalg.inv(A), x[:, None] - y)
+            pi = np.eye(len(g))[np.argmin(cost / (2 * t) + g, -1)]
         ref = np.linalg.solve(A, (x - pi @ y).T).T / t
         np.testing.assert_allclose(grad_u, ref, rtol=1e-11, atol=1e-12)
 
@@ -500,7 +507,11 @@ def test_float32_dtype_follows_input():
     rng, y, g, x, t = _problem(21, 3)
     A = _spd(rng, 3, cond=3.0)
     out = _float32_panel(*(a.astype(np.float32) for a in (x, y, g)), t, A.astype(np.float32))
-    assert all(v.dtype == jnp.float32 for v in out.values())
+    ref = _float32_panel(x, y, g, t, A)  # the same panel in float64
+    for name, value in out.items():
+        assert value.dtype == jnp.float32, name
+        scale = max(1.0, float(np.max(np.abs(ref[name]))))
+        np.testing.assert_allclose(value, ref[name], rtol=0, atol=2e-5 * scale, err_msg=name)
     np.testing.assert_allclose(out["u"], _identity_u(x, y, g, t, 0.1, A), rtol=2e-5, atol=2e-5)
     np.testing.assert_allclose(out["y"], y, rtol=1e-5, atol=1e-5)
     net = _build(DeepLSE, 3, width=3, depth=1, atoms=4, key=jax.random.key(5), dtype=jnp.float32)
@@ -547,6 +558,14 @@ def test_bad_input_is_rejected_with_the_argument_named():
         affine_pullback(W, b, np.zeros((3, 2)), np.zeros(2))
     with raises_naming("y"):
         heat_kernel_weights(np.zeros(3), y, g, 1.0, 0.1)
+    with raises_naming("log_w"):  # every atom masked: no Gibbs weights
+        heat_kernel_weights(np.zeros(2), y, g, 1.0, 0.1, log_w=np.full(3, -np.inf))
+    with raises_naming("width"):
+        DeepLSE(2, width=0, depth=1, atoms=3, key=jax.random.key(0))
+    with raises_naming("depth"):
+        DeepLSE(2, width=2, depth=-1, atoms=3, key=jax.random.key(0))
+    with raises_naming("readout_atoms"):
+        DeepLSE(2, width=2, depth=1, atoms=3, key=jax.random.key(0), readout_atoms=0)
     # traced eps < 0 is caught at run time, inside jit
     with pytest.raises(Exception, match="`eps`"):
         jax.jit(lambda e: lse_layer(np.zeros(2), W, b, e))(jnp.asarray(-1.0))

@@ -161,6 +161,8 @@ def test_bad_input_raises_naming_the_argument(measure):
         measure(1.0, 1.0, 4, 2)
     with raises_naming("upper"):
         measure(1.0, 0.0, 4, 2)
+    with raises_naming("upper"):  # an infinite box: atoms at ±inf/NaN, log_w = inf
+        measure(-np.inf, 0.0, 4, 2)
     with raises_naming("n"):
         measure(0.0, 1.0, 0, 2)
     with raises_naming("d"):

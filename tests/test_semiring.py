@@ -72,7 +72,7 @@ def test_eps_zero_is_max_bit_for_bit():
     z[..., 3] = z[..., 7]  # ties
     for axis in (0, 1, -1):
         got = np.asarray(_lse(z, 0.0, axis=axis))
-        np.testing.assert_array_equal(got, np.asarray(jnp.max(z, axis=axis)))
+        np.testing.assert_array_equal(got, np.max(z, axis=axis))
 
 
 def test_eps_zero_gradient_is_uniform_over_ties_and_finite():
@@ -167,8 +167,22 @@ def test_masked_atoms_equal_deleted_atoms_with_finite_gradients(eps):
     assert np.all(np.asarray(_gibbs(_Z, eps, log_w=_MASK))[~kept] == 0.0)
 
 
-def test_all_atoms_masked_gives_minus_inf():
-    assert float(_lse(_Z, 0.5, log_w=np.full(6, -np.inf))) == -np.inf
+@pytest.mark.parametrize("eps", [0.0, 0.5])
+def test_all_atoms_masked_is_the_zero_measure(eps):
+    """lse = log 0 = −inf; the Gibbs weights of the zero measure are all 0 (not NaN, and at
+    eps = 0 not a uniform distribution over masked atoms); gradients are 0."""
+    none = np.full(6, -np.inf)
+    assert float(_lse(_Z, eps, log_w=none)) == -np.inf
+    np.testing.assert_array_equal(np.asarray(_gibbs(_Z, eps, log_w=none)), 0.0)
+    for grad in _all_grads(_Z, eps, none):
+        np.testing.assert_array_equal(np.asarray(grad), 0.0)
+
+
+def test_nan_log_weight_propagates_instead_of_masking():
+    """Only log_w = −inf masks: a NaN log-weight must not silently delete its atom."""
+    log_w = np.array([0.0, np.nan, 0.0, 0.0, 0.0, 0.0])
+    assert np.isnan(float(_lse(_Z, 0.4, log_w=log_w)))
+    assert np.all(np.isnan(np.asarray(_gibbs(_Z, 0.4, log_w=log_w))))
 
 
 def test_naive_where_masking_is_nan_the_trap_these_kernels_avoid():
@@ -202,6 +216,34 @@ def test_softplus_tends_to_relu_with_max_error_eps_log2_at_zero(eps):
     np.testing.assert_allclose(np.max(err), eps * math.log(2), rtol=1e-15, atol=0)
     if eps > 0:
         assert z[np.argmax(err)] == 0.0
+
+
+def test_two_atom_lse_keeps_relative_precision_in_the_tail():
+    """lse − max for two atoms (softplus_eps, tropical_add) to full relative precision.
+
+    softplus_eps(z) = eps log1p(e^{z/eps}), by math.log1p. The plain shifted form
+    eps·log(1 + e^{z/eps}) loses it once e^{z/eps} nears the rounding unit: relative error
+    ~1e-8 at z/eps = −20, 100 % (it returns 0) at −40 (``naive`` below).
+    """
+    eps = 0.5
+    ratios = np.array([-5.0, -20.0, -40.0, -100.0, -700.0])
+    z = ratios * eps
+    exact = np.array([eps * math.log1p(math.exp(r)) for r in ratios])
+    naive = eps * np.log(1.0 + np.exp(ratios))  # m = 0: the shifted one-pass form
+    assert np.abs(naive[1] / exact[1] - 1) > 1e-9 and naive[2] == 0.0
+    for got in (
+        _softplus(z, eps),
+        _tadd(z, np.zeros_like(z), eps),
+        _lse(np.stack([z, 0 * z], -1), eps),
+    ):
+        np.testing.assert_allclose(np.asarray(got), exact, rtol=4e-16, atol=0)
+    # float32: the same in single precision (e^{-20} ≈ 2e-9 is below float32's rounding unit;
+    # e^{-100} underflows float32 altogether)
+    got32 = _softplus(z.astype(np.float32), np.float32(eps))
+    assert got32.dtype == jnp.float32
+    np.testing.assert_allclose(np.asarray(got32)[:3], exact[:3], rtol=3e-7, atol=0)
+    # ... and ties: two equal atoms give max + eps log 2 exactly as before
+    assert float(_tadd(0.3, 0.3, eps)) == 0.3 + eps * math.log(2)
 
 
 @pytest.mark.parametrize("eps", [0.05, 1.0])
@@ -353,6 +395,8 @@ def test_bad_eps_raises_naming_eps():
         gibbs(z, float("nan"))
     with raises_naming("eps"):
         maxplus_matmul(np.zeros((2, 2)), np.zeros((2, 2)), -1.0)
+    with raises_naming("eps"):  # lse(z, inf) is +inf (N > 1) or inf·0 = NaN (N = 1)
+        lse(np.zeros(1), np.inf)
 
 
 def test_traced_negative_eps_raises_at_run_time():

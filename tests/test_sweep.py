@@ -194,7 +194,7 @@ def test_large_log_weight_spread_falls_back_to_the_per_eps_shift():
     ref = brute_force(X, Y, g, T, EPS, WIDTHS, log_w=log_w)
     assert np.all(np.isfinite(ref))
     forced_shared = sweep_module._sweep(
-        X, Y[:33], g[:33], jnp.asarray(T), EPS, log_w[:33], None, jnp.zeros(()),
+        X, Y[:33], g[:33], jnp.asarray(T), EPS, log_w[:33], jnp.zeros(()),
         widths=WIDTHS, shift="shared", eps_loop=True, chunk=P, n_atoms=N,
         normalized=False, renorm=False, mesh=None,
     )  # fmt: skip
@@ -368,6 +368,7 @@ BAD_INPUTS = [
     ("widths", dict(widths=())),
     ("eps", dict(eps=np.array([0.1, -0.2]))),
     ("eps", dict(eps=np.array([0.1, np.nan]))),
+    ("eps", dict(eps=np.array([0.1, np.inf]))),
     ("eps", dict(eps=np.array(0.1))),
     ("eps", dict(eps=np.ones((2, 2)))),
     ("t", dict(t=0.0)),

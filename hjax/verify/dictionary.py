@@ -7,6 +7,10 @@ softmax), the L2 partition function as the heat solution ``exp(−u/eps)``, the 
 cache, the attention-sink bound, and Thm 4.1 per sub-layer of an LSE-transformer block.
 Group ``costate``: Prop E.6, backprop through an LSE layer as the adjoint heat semigroup,
 against a Gaussian heat kernel written out in NumPy from the HJ data ``(y, g, t)``.
+
+:func:`block_from_hopf_cole` (the transformer block rebuilt from Hopf–Cole solutions) and
+:func:`kv_stream` (keys fed one at a time through the KV cache) are public: the test suite
+uses the same references.
 """
 
 import math
@@ -38,6 +42,8 @@ from ..layers import (
 )
 from ..semiring import lse
 from ._core import Row, bound_row, register
+
+__all__ = ["block_from_hopf_cole", "kv_stream"]
 
 FOUNDATION, COSTATE = "foundation", "costate"
 
@@ -160,9 +166,9 @@ def layer_derivatives(quick: bool) -> list[Row]:
             worst = np.maximum(worst, [float(v) for v in gaps])
     claims = [
         ("∇f = E_π[W] vs autodiff of a plain-primitive LSE layer", "THEORY §3", 1e-12),
-        ("∇²f = Cov_π(W)/eps vs autodiff (rel. to max |∇²f|)", "THEORY §3", 1e-11),
+        ("∇²f = Cov_π(W)/eps vs autodiff (rel. to max |∇²f|)", "Prop E.5(i)", 1e-11),
         ("f(Mx + c) = lse(WMx + b + Wc) (affine closure)", "Prop H.2(ii)", 1e-12),
-        ("max ‖∇²f‖₂ / (D²/(4 eps)) over random x (≤ 1)", "Cor 8.2", 1.0),
+        ("max ‖∇²f‖₂ / (D²/(4 eps)) over random x (≤ 1)", "Cor 8.2, Prop E.5(ii)", 1.0),
     ]
     return [
         bound_row(FOUNDATION, claim, thm, value, tol)
@@ -219,7 +225,7 @@ def attention_is_gibbs_average(quick: bool) -> list[Row]:
         bound_row(
             FOUNDATION,
             "dot-product attention = Vᵀ∇lse(Kq, √d_k) (autodiff), max abs error",
-            "eq. 6, Thm 4.2",
+            "eq. 6–7, Prop H.9",
             worst,
             1e-13,
             dims=list(dims),
@@ -228,14 +234,14 @@ def attention_is_gibbs_average(quick: bool) -> list[Row]:
         bound_row(
             FOUNDATION,
             "L2 attention: eps·log Z = −hopf_cole(q, k, g=0, t, eps) (eps incl. 0)",
-            "Prop H.9",
+            "Thm 4.2",
             log_gap,
             1e-12,
         ),
         bound_row(
             FOUNDATION,
             "L2 attention: Z = exp(−u/eps) = Σ_j exp(−|q−k_j|²/(2t eps)) (rel.)",
-            "Prop H.9",
+            "Thm 4.2",
             z_gap,
             1e-12,
         ),
@@ -243,7 +249,10 @@ def attention_is_gibbs_average(quick: bool) -> list[Row]:
 
 
 @jax.jit
-def _stream(z, V, eps):
+def kv_stream(z, V, eps):
+    """Stream keys one at a time through the KV cache (Remark H.11): logits ``z`` ``(n_q, n_k)``,
+    values ``V`` ``(n_k, d_v)``; returns ``(lse, mean)`` after each key, ``(n_k, n_q[, d_v])``."""
+
     def step(state, key):
         z_j, v_j = key
         state = kv_update(state, z_j, jnp.broadcast_to(v_j, state.mean.shape), eps)
@@ -278,7 +287,7 @@ def kv_cache_streaming(quick: bool) -> list[Row]:
             (rng.integers(0, 3, size=(6, 24)).astype(float), 0.0),  # exact ties
         ]
         for z, eps in cases:
-            lses, means = (np.asarray(a) for a in _stream(z, V, jnp.asarray(eps)))
+            lses, means = (np.asarray(a) for a in kv_stream(z, V, jnp.asarray(eps)))
             ref_l, ref_m = _np_prefix_attention(z, V, eps)
             worst = max(worst, float(np.max(np.abs(lses - ref_l) / np.maximum(1, np.abs(ref_l)))))
             worst = max(worst, float(np.max(np.abs(means - ref_m))))
@@ -311,36 +320,53 @@ def attention_sink(quick: bool) -> list[Row]:
     ]
 
 
+def block_from_hopf_cole(block: LSETransformerBlock, X, eps, attn_eps, t):
+    """An :class:`~hjax.attention.LSETransformerBlock`'s output rebuilt from Hopf–Cole solutions.
+
+    Every sub-layer is read as HJ data at gauge time ``t`` and evaluated with
+    :func:`~hjax.hopf_cole.hopf_cole` (Thm 4.1, Prop H.9): each head's weights are
+    ``π_j = ∂u/∂g_j`` for its keys' reading ``(y, g) = lse_to_hj(K, 0, t)`` (autodiff, not a
+    softmax), each FFN unit is ``|z|²/(2t) − u(z)`` for its ``(y, g) = lse_to_hj(W_k, b_k, t)``.
+    Layer norms and the linear maps are the block's own. ``X``: one sequence ``(n, D)``.
+
+    Returns:
+        ``(output (n, D), max |lse(K q, attn_eps) − (|q|²/(2t) − u(q))|`` over heads and
+        queries``)``.
+    """
+    attn, ffn = block.attn, block.ffn
+    hc = lambda q, y, g, e: hopf_cole(q, y, g, t, e)
+    per_query = jax.vmap(hc, (0, None, None, None))  # u at every token
+    per_query_dudg = jax.vmap(jax.grad(hc, 2), (0, None, None, None))  # π_j = ∂u/∂g_j
+    Z1 = jax.vmap(block.ln1)(X)
+
+    def head(Wq, Wk, Wv, Wo):
+        Q, K, V = Z1 @ Wq, Z1 @ Wk, Z1 @ Wv
+        y, g = lse_to_hj(K, jnp.zeros(K.shape[0], K.dtype), t)  # row log-partition lse(K q)
+        u = per_query(Q, y, g, attn_eps)
+        gap = jnp.max(jnp.abs(jnp.sum(Q**2, -1) / (2 * t) - u - lse(Q @ K.T, attn_eps)))
+        return per_query_dudg(Q, y, g, attn_eps) @ V @ Wo, gap
+
+    heads, gaps = jax.vmap(head)(attn.Wq, attn.Wk, attn.Wv, attn.Wo)
+    X1 = X + jnp.sum(heads, 0)
+    Z2 = jax.vmap(block.ln2)(X1)
+
+    def unit(W, b):  # Thm 4.1: unit = |z|²/(2t) − u(z) for its (y, g) reading
+        y, g = lse_to_hj(W, b, t)
+        return jnp.sum(Z2**2, -1) / (2 * t) - per_query(Z2, y, g, eps)
+
+    phis = jax.vmap(unit, out_axes=-1)(ffn.hidden.W, ffn.hidden.b)
+    return X1 + phis @ ffn.W_out.T + ffn.b_out, jnp.max(gaps)
+
+
 @jax.jit
 def _block_gap(block, X, eps, t):
-    """max |block(X) − rebuild from hopf_cole| and the attention log-partition gap (vmapped X)."""
-    attn, ffn = block.attn, block.ffn
-    a_eps = jnp.sqrt(jnp.asarray(attn.Wq.shape[-1], X.dtype))
-    hc = lambda q, y, g, e: hopf_cole(q, y, g, t, e)
-    per_query = jax.vmap(hc, (0, None, None, None))
-    dudg = jax.vmap(jax.grad(hc, 2), (0, None, None, None))
+    """max |block(X) − block_from_hopf_cole| and the attention log-partition gap over trials
+    ``X`` ``(T, n, D)``, attention at its default temperature √d_k."""
+    a_eps = jnp.sqrt(jnp.asarray(block.attn.Wq.shape[-1], X.dtype))
 
     def one(X):
-        Z1 = jax.vmap(block.ln1)(X)
-
-        def head(Wq, Wk, Wv, Wo):
-            Q, K, V = Z1 @ Wq, Z1 @ Wk, Z1 @ Wv
-            y, g = lse_to_hj(K, jnp.zeros(K.shape[0], X.dtype), t)
-            u = per_query(Q, y, g, a_eps)
-            gap = jnp.max(jnp.abs(jnp.sum(Q**2, -1) / (2 * t) - u - lse(Q @ K.T, a_eps)))
-            return dudg(Q, y, g, a_eps) @ V @ Wo, gap
-
-        heads, gaps = jax.vmap(head)(attn.Wq, attn.Wk, attn.Wv, attn.Wo)
-        X1 = X + jnp.sum(heads, 0)
-        Z2 = jax.vmap(block.ln2)(X1)
-
-        def unit(W, b):
-            y, g = lse_to_hj(W, b, t)
-            return jnp.sum(Z2**2, -1) / (2 * t) - per_query(Z2, y, g, eps)
-
-        ref = X1 + jax.vmap(unit, out_axes=-1)(ffn.hidden.W, ffn.hidden.b) @ ffn.W_out.T
-        out = block(X, eps)
-        return jnp.max(jnp.abs(out - (ref + ffn.b_out))), jnp.max(gaps)
+        ref, gap = block_from_hopf_cole(block, X, eps, a_eps, t)
+        return jnp.max(jnp.abs(block(X, eps) - ref)), gap
 
     out_gap, attn_gap = jax.vmap(one)(X)
     return jnp.max(out_gap), jnp.max(attn_gap)
@@ -365,7 +391,7 @@ def transformer_block_sublayers(quick: bool) -> list[Row]:
         bound_row(
             FOUNDATION,
             "LSE block output rebuilt from hopf_cole of each sub-layer's (y, g)",
-            "Thm 4.1, §5",
+            "Thm 4.1, Prop H.9",
             out_gap,
             1e-12,
             d_model=list(dims),
@@ -374,7 +400,7 @@ def transformer_block_sublayers(quick: bool) -> list[Row]:
         bound_row(
             FOUNDATION,
             "attention row log-partition lse(Kq) = |q|²/(2t) − u(q) (hopf_cole)",
-            "Thm 4.2",
+            "Thm 4.1, Prop H.9",
             attn_gap,
             1e-12,
         ),
