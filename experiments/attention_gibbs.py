@@ -1,4 +1,4 @@
-r"""Experiment D: dot-product attention is the Gibbs average ``Vᵀ ∇_z lse(z, √d)`` (Thm 4.2).
+r"""Experiment D: dot-product attention is the Gibbs average ``Vᵀ ∇_z lse(z, √d)`` (Prop H.9).
 
 ``python -m experiments.attention_gibbs [--quick] [--out DIR] [--resume]``
 
@@ -6,7 +6,7 @@ For d ∈ {4, 8, 16, 32, 64}, 500 trials each (seed 42): 8 queries, 12 keys, d_v
 entries N(0, 1), temperature eps = √d. ``hjax.dot_product_attention(Q, K, V)`` is compared
 with three computations that do not go through it:
 
-* ``autodiff_lse``: ``Vᵀ · jax.grad(hjax.lse)(K q_i)`` — the eq. (6)/Thm 4.2 identity, the
+* ``autodiff_lse``: ``Vᵀ · jax.grad(hjax.lse)(K q_i)`` — the eq. (6)/Prop H.9 identity, the
   weights obtained by differentiating the log-partition. hjax's ``lse`` has a custom JVP
   whose tangent is the same ``gibbs`` kernel attention uses, so this one agrees to the last
   bit (it checks the wiring: temperature, contraction, gradient rule);

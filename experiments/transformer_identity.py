@@ -14,7 +14,8 @@ quantities, each computed by ``hjax.hopf_cole`` from the reading
   ``LSEBlock``) against ``|z|²/(2t) − u_k(z, t)``, ``u_k = hopf_cole(z, y_k, g_k, t, eps)``,
   at every position z = LN₂(X + Attn(LN₁ X)) — Thm 4.1 per FFN unit;
 * ``attention_log_partition``: every head's row log-partition ``lse(K q_i, √d_k)`` (an LSE
-  layer in q with W = K, b = 0; Thm 4.2) against ``|q|²/(2t) − hopf_cole(q, y, g, t, √d_k)``;
+  layer in q with W = K, b = 0; Thm 4.1, Prop H.9) against
+  ``|q|²/(2t) − hopf_cole(q, y, g, t, √d_k)``;
 * ``block``: the block output rebuilt as ``X₁ + W_out φ_HJ + b_out`` with
   ``X₁ = X + Σ_h (π_h V_h) W^o_h``, the attention weights ``π_h`` being the heat-kernel
   Gibbs weights of the HJ reading (``hjax.heat_kernel_weights``) — against ``block(X, eps)``.

@@ -76,10 +76,6 @@ __all__ = [
 _ACTIVATIONS = ("tanh", "relu", "softplus", "sigmoid")
 
 
-def _scalar(name: str, value: ArrayLike, dtype) -> Array:
-    return _validate.as_float_scalar(name, value, dtype)
-
-
 # --------------------------------------------------------------------------------------
 # Activations
 # --------------------------------------------------------------------------------------
@@ -128,7 +124,7 @@ class Activation(eqx.Module):
             raise ValueError(f"`kind` must be one of {_ACTIVATIONS}; got {kind!r}.")
         self.kind = kind
         dtype = _validate.float_dtype(eps)
-        self.eps = _validate.nonnegative("eps", _scalar("eps", eps, dtype))
+        self.eps = _validate.nonnegative_scalar("eps", eps, dtype)
 
     def __call__(self, z: Float[Array, "*shape"]) -> Float[Array, "*shape"]:
         if self.kind == "tanh":
@@ -357,7 +353,7 @@ def zoh(
     A = jnp.asarray(A, dtype)
     B = jnp.asarray(B, dtype)
     _check_ssm_shapes(A, B)
-    delta = _validate.positive("delta", _scalar("delta", delta, dtype))
+    delta = _validate.positive_scalar("delta", delta, dtype)
     n, m = B.shape
     top = jnp.concatenate([A, B], axis=1)
     M = jnp.concatenate([top, jnp.zeros((m, n + m), dtype)], axis=0)
@@ -532,7 +528,7 @@ def tropical_ssm_scan(
         raise ValueError(f"`x0` must have shape ({A.shape[0]},) to match `A`; got {x0.shape}.")
     if us.ndim != 2 or us.shape[1] != B.shape[1]:
         raise ValueError(f"`us` must have shape (K, {B.shape[1]}) to match `B`; got {us.shape}.")
-    eps = _validate.nonnegative("eps", _scalar("eps", eps, dtype))
+    eps = _validate.nonnegative_scalar("eps", eps, dtype)
     AB = jnp.concatenate([A, B], axis=1)
 
     def step(x, u):
@@ -683,7 +679,7 @@ def quadratic_characteristics(
     y = jnp.asarray(y, dtype)
     if y.ndim < 1:
         raise ValueError(f"`y` must have shape (*batch, d); got a scalar {y.shape}.")
-    t = _validate.nonnegative("t", _scalar("t", t, dtype))
+    t = _validate.nonnegative_scalar("t", t, dtype)
     g_val, p = jnp.vectorize(jax.value_and_grad(g), signature="(d)->(),(d)")(y)
     if A is None:
         Ap = p

@@ -100,7 +100,7 @@ def _layer(theta: Any, index: int = 0) -> Any:
 
 
 def _step_size(h: ScalarLike, dtype) -> Array:
-    return _validate.positive("h", _validate.as_float_scalar("h", h, dtype))
+    return _validate.positive_scalar("h", h, dtype)
 
 
 def _field(f: VectorField, dtype) -> VectorField:
@@ -686,9 +686,7 @@ def _controller(dt, rtol, atol, dtype):
     """(dt0, controller): constant steps when ``dt`` is given, else an adaptive PID."""
     if dt is None:
         return None, diffrax.PIDController(rtol=rtol, atol=atol)
-    return _validate.positive("dt", _validate.as_float_scalar("dt", dt, dtype)), (
-        diffrax.ConstantStepSize()
-    )
+    return _validate.positive_scalar("dt", dt, dtype), (diffrax.ConstantStepSize())
 
 
 def _default_solver(solver, dt):
@@ -741,7 +739,7 @@ def ode_forward(
     """
     dtype = _validate.float_dtype(x0)
     x0 = jnp.asarray(x0, dtype=dtype)
-    T = _validate.positive("T", _validate.as_float_scalar("T", T, dtype))
+    T = _validate.positive_scalar("T", T, dtype)
     _num_layers(theta)
     _check_field(f, theta, x0)
     field = _field(f, dtype)
@@ -974,7 +972,7 @@ def rk_ode_gradient(
     """
     dtype = _validate.float_dtype(x0)
     x0 = jnp.asarray(x0, dtype=dtype)
-    T = _validate.positive("T", _validate.as_float_scalar("T", T, dtype))
+    T = _validate.positive_scalar("T", T, dtype)
     if not isinstance(n_steps, int) or n_steps < 1:
         raise ValueError(f"`n_steps` must be a positive int; got {n_steps!r}.")
     _num_layers(theta)

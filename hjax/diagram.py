@@ -303,8 +303,8 @@ def quadratic_hopf_cole(
         1.0
     """
     x, t = _query_and_time(x, t)
-    eps = _validate.nonnegative("eps", _validate.as_float_scalar("eps", eps, x.dtype))
-    c = _validate.positive("curvature", _validate.as_float_scalar("curvature", curvature, x.dtype))
+    eps = _validate.nonnegative_scalar("eps", eps, x.dtype)
+    c = _validate.positive_scalar("curvature", curvature, x.dtype)
     d = x.shape[-1]
     return c * jnp.sum(x * x, axis=-1) / (2 * (1 + c * t)) + eps * d / 2 * jnp.log1p(c * t)
 
@@ -426,7 +426,7 @@ def hopf_cole_radial(
     d = x.shape[-1]
     if d not in (1, 2, 3):
         raise ValueError(f"`x` must have d ∈ {{1, 2, 3}} (trailing dimension); got d = {d}.")
-    eps = _validate.nonnegative("eps", _validate.as_float_scalar("eps", eps, x.dtype))
+    eps = _validate.nonnegative_scalar("eps", eps, x.dtype)
     return _per_norm(_radial_jit, _norm(x), t, eps, datum.coefficients(x.dtype), d=d)
 
 
@@ -449,7 +449,7 @@ def _query_and_time(x, t) -> tuple[Array, Array]:
     x = jnp.asarray(x, dtype)
     if x.ndim < 1:
         raise ValueError(f"`x` must have shape (*batch, d); got a scalar {x.shape}.")
-    t = _validate.positive("t", _validate.as_float_scalar("t", t, dtype))
+    t = _validate.positive_scalar("t", t, dtype)
     return x, t
 
 

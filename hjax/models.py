@@ -414,7 +414,7 @@ class LSTM(eqx.Module):
         self.cell = LSTMCell(1.0 / hidden**0.5 * W, 1.0 / in_size**0.5 * U, b)
         self.C = 1.0 / hidden**0.5 * C
         self.c = jnp.zeros((out_size,), dtype)
-        self.eps = _validate.nonnegative("eps", _validate.as_float_scalar("eps", eps, dtype))
+        self.eps = _validate.nonnegative_scalar("eps", eps, dtype)
 
     def __call__(self, us: Float[Array, "K m"]) -> Float[Array, "K p"]:
         zeros = jnp.zeros(self.cell.b.shape[1:], us.dtype)

@@ -131,8 +131,8 @@ def _check(x0: Array, h, rho, inner_steps: int, dtype) -> tuple[Array, Array]:
         raise ValueError(f"`x0` must have shape (B, d): a batch of initial states; got {x0.shape}.")
     if inner_steps < 1:
         raise ValueError(f"`inner_steps` must be >= 1; got {inner_steps}.")
-    h = _validate.positive("h", _validate.as_float_scalar("h", h, dtype))
-    rho = _validate.nonnegative("rho", _validate.as_float_scalar("rho", rho, dtype))
+    h = _validate.positive_scalar("h", h, dtype)
+    rho = _validate.nonnegative_scalar("rho", rho, dtype)
     return h, rho
 
 
@@ -283,7 +283,7 @@ def train_backprop(
         raise ValueError(f"`steps` must be >= 1; got {steps}.")
     dtype = _validate.float_dtype(x0)
     x0 = jnp.asarray(x0, dtype)
-    h = _validate.positive("h", _validate.as_float_scalar("h", h, dtype))
+    h = _validate.positive_scalar("h", h, dtype)
     return _train_backprop(f, theta, x0, targets, loss, h, optimizer, steps)
 
 
