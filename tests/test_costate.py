@@ -425,7 +425,7 @@ def test_bad_inputs():
         ode_forward(tanh_block, theta, x0, -1.0, dt=0.1)
     with raises_naming("dt"):
         ode_forward(tanh_block, theta, x0, 1.0, dt=0.0)
-    with pytest.raises(Exception, match="`h` must be finite and > 0"):  # traced: checked at run time
+    with pytest.raises(Exception, match="`h` must be finite and > 0"):
         jax.jit(lambda h: euler_forward(tanh_block, theta, x0, h))(-1.0).block_until_ready()
 
 
