@@ -25,7 +25,15 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from hjax._io import atomic_write_bytes, atomic_write_json, provenance, read_json  # noqa: E402
 
-__all__ = ["ConfigMismatch", "Run", "enable_x64", "parse_args", "plt", "table"]
+__all__ = [
+    "ConfigMismatch",
+    "Run",
+    "enable_x64",
+    "error_by_dimension_figure",
+    "parse_args",
+    "plt",
+    "table",
+]
 
 
 def enable_x64() -> None:
@@ -171,3 +179,26 @@ def table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     fmt = "  ".join(f"{{:<{w}}}" for w in widths)
     lines = [fmt.format(*cells[0]), "  ".join("-" * w for w in widths)]
     return "\n".join(lines + [fmt.format(*r) for r in cells[1:]])
+
+
+def error_by_dimension_figure(
+    dims: Sequence[int],
+    errors: dict[str, Sequence[float]],
+    tolerance: float,
+    *,
+    xlabel: str,
+    ylabel: str,
+    title: str,
+):
+    """Max error per dimension (log-log, base-2 ticks) for each named comparison."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for (label, errs), marker in zip(errors.items(), "osdv^", strict=False):
+        ax.semilogy(dims, [max(e, 1e-18) for e in errs], marker + "-", label=label)
+    ax.axhline(tolerance, color="k", ls=":", label="tolerance")
+    ax.set_xscale("log", base=2)
+    ax.minorticks_off()
+    ax.set_xticks(dims, [str(d) for d in dims])
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig

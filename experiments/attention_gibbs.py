@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import hjax
-from experiments._common import Run, enable_x64, parse_args, plt, table
+from experiments._common import Run, enable_x64, error_by_dimension_figure, parse_args, table
 
 NAME = "attention_gibbs"
 COMPARISONS = ("autodiff_lse", "autodiff_plain", "numpy")
@@ -102,23 +102,14 @@ def compute_unit(config: dict, d: int) -> dict:
 
 
 def _figure(config: dict, units: list[dict]):
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    ds = [u["d"] for u in units]
-    for name, marker in zip(COMPARISONS, "osd", strict=True):
-        errs = [max(u["max_abs_error"][name], 1e-18) for u in units]
-        ax.semilogy(ds, errs, marker + "-", label=f"attention vs {name}")
-    ax.axhline(config["tolerance"], color="k", ls=":", label="tolerance")
-    ax.set_xscale("log", base=2)
-    ax.minorticks_off()
-    ax.set_xticks(ds, [str(d) for d in ds])
-    ax.set(
+    return error_by_dimension_figure(
+        [u["d"] for u in units],
+        {f"attention vs {name}": [u["max_abs_error"][name] for u in units] for name in COMPARISONS},
+        config["tolerance"],
         xlabel="d (eps = √d)",
         ylabel=f"max |error| over {config['trials']} trials",
         title="attention = Vᵀ ∇lse (float64)",
     )
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    return fig
 
 
 def main(argv: Sequence[str] | None = None) -> int:

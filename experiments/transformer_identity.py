@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import hjax
-from experiments._common import Run, enable_x64, parse_args, plt, table
+from experiments._common import Run, enable_x64, error_by_dimension_figure, parse_args, table
 
 NAME = "transformer_identity"
 CHECKS = ("ffn_unit", "attention_log_partition", "block")
@@ -144,24 +144,14 @@ def compute_unit(config: dict, d: int) -> dict:
 
 
 def _figure(config: dict, units: list[dict]):
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    ds = [u["d_model"] for u in units]
-    for name, marker in zip(CHECKS, "osd", strict=True):
-        ax.semilogy(
-            ds, [max(u["max_abs_error"][name], 1e-18) for u in units], marker + "-", label=name
-        )
-    ax.axhline(config["tolerance"], color="k", ls=":", label="tolerance")
-    ax.set_xscale("log", base=2)
-    ax.minorticks_off()
-    ax.set_xticks(ds, [str(d) for d in ds])
-    ax.set(
+    return error_by_dimension_figure(
+        [u["d_model"] for u in units],
+        {name: [u["max_abs_error"][name] for u in units] for name in CHECKS},
+        config["tolerance"],
         xlabel="d_model",
         ylabel=f"max |error| over {config['trials']} trials",
         title="Thm 4.1 per sub-layer of an LSE-transformer block",
     )
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    return fig
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -141,6 +141,24 @@ def _scale(h: Array, tree: Any) -> Any:
 # --------------------------------------------------------------------------------------
 
 
+def _forward(step, f: VectorField, theta: Any, x0: ArrayLike, h: ScalarLike) -> Array:
+    """``xs`` with ``x_{l+1} = step(f, x_l, θ_l, h)`` by a scan over layers (one-step methods)."""
+    dtype = _validate.float_dtype(x0)
+    x0 = jnp.asarray(x0, dtype=dtype)
+    h = _step_size(h, dtype)
+    _num_layers(theta)
+    _check_field(f, theta, x0)
+    field = _field(f, dtype)
+
+    def body(x, inputs):
+        theta_l, _ = inputs
+        x_next = step(field, x, theta_l, h)
+        return x_next, x_next
+
+    _, xs = _scan_layers(body, x0, theta)
+    return jnp.concatenate([x0[None], xs], axis=0)
+
+
 def euler_forward(
     f: VectorField, theta: Any, x0: Float[ArrayLike, "*state"], h: ScalarLike
 ) -> Float[Array, " n_nodes *state"]:
@@ -168,20 +186,7 @@ def euler_forward(
         >>> xs[:, 0].tolist()
         [1.0, 1.5, 2.25, 3.375]
     """
-    dtype = _validate.float_dtype(x0)
-    x0 = jnp.asarray(x0, dtype=dtype)
-    h = _step_size(h, dtype)
-    _num_layers(theta)
-    _check_field(f, theta, x0)
-    field = _field(f, dtype)
-
-    def body(x, inputs):
-        theta_l, _ = inputs
-        x_next = _euler_step(field, x, theta_l, h)
-        return x_next, x_next
-
-    _, xs = _scan_layers(body, x0, theta)
-    return jnp.concatenate([x0[None], xs], axis=0)
+    return _forward(_euler_step, f, theta, x0, h)
 
 
 def costate_backward(
@@ -487,21 +492,7 @@ def rk_forward(
         >>> round(float(xs[-1, 0]), 6)   # 1 + 1 + 1/2 + 1/6 + 1/24
         2.708333
     """
-    dtype = _validate.float_dtype(x0)
-    x0 = jnp.asarray(x0, dtype=dtype)
-    h = _step_size(h, dtype)
-    _num_layers(theta)
-    _check_field(f, theta, x0)
-    field = _field(f, dtype)
-    step = _rk_step(tableau)
-
-    def body(x, inputs):
-        theta_l, _ = inputs
-        x_next = step(field, x, theta_l, h)
-        return x_next, x_next
-
-    _, xs = _scan_layers(body, x0, theta)
-    return jnp.concatenate([x0[None], xs], axis=0)
+    return _forward(_rk_step(tableau), f, theta, x0, h)
 
 
 def rk_costate_backward(
