@@ -21,10 +21,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import _validate
+from . import _kernels, _validate
 from ._types import Array, ArrayLike, Bool, Float, Int, ScalarLike
-from .layers import LSEBlock, _gaussians
-from .semiring import _safe, gibbs, lse
+from .layers import LSEBlock
 
 __all__ = [
     "KVState",
@@ -48,9 +47,12 @@ __all__ = [
 # --------------------------------------------------------------------------------------
 
 
-def _qk(Q, K, *extra):
-    """Cast Q, K (and extra arrays) to one float dtype; check the key/query dimension."""
-    dtype = _validate.float_dtype(Q, K, *extra)
+def _qk(Q, K, **extra):
+    """Cast Q, K (and the named ``extra`` arrays, for the dtype) to one float dtype.
+
+    Checks the shapes, the key/query dimension, at least one key, finite entries.
+    """
+    dtype = _validate.real_dtype(Q=Q, K=K, **extra)
     Q = jnp.asarray(Q, dtype)
     K = jnp.asarray(K, dtype)
     if Q.ndim < 2 or K.ndim < 2:
@@ -59,7 +61,8 @@ def _qk(Q, K, *extra):
             f"got {Q.shape} and {K.shape}."
         )
     _validate.same_last_dim("Q", Q, "K", K)
-    return Q, K, dtype
+    _validate.at_least_one_atom("K", K.shape[-2], K.shape)
+    return _validate.finite("Q", Q), _validate.finite("K", K), dtype
 
 
 def _values(V, K, dtype) -> Array:
@@ -68,7 +71,7 @@ def _values(V, K, dtype) -> Array:
         raise ValueError(
             f"`V` must have shape (*batch, n_k, d_v) with n_k = {K.shape[-2]} keys; got {V.shape}."
         )
-    return V
+    return _validate.finite("V", V)
 
 
 def _mask_log_w(mask, shape: tuple[int, ...], dtype) -> Array | None:
@@ -93,12 +96,23 @@ def _mask_log_w(mask, shape: tuple[int, ...], dtype) -> Array | None:
     return jnp.where(mask, jnp.zeros(shape, dtype), jnp.full(shape, -jnp.inf, dtype))
 
 
-def _l2_logits(Q, K, t) -> Array:
+def _l2_logits(Q, K, t, dtype) -> Array:
     """``−|q_i − k_j|²/(2t) = −c_t(q_i, k_j)``: the Hopf–Cole logits of atoms k_j, g = 0."""
-    Q, K, dtype = _qk(Q, K)
     t = _validate.positive_scalar("t", t, dtype)
     diff = Q[..., :, None, :] - K[..., None, :, :]
     return -jnp.sum(diff * diff, axis=-1) / (2 * t)
+
+
+def _masked(logits, eps, mask, dtype) -> tuple[Array, Array]:
+    """(tilted logits with masked keys at ``-inf``, validated eps) for the kernels."""
+    eps = _validate.nonnegative_scalar("eps", eps, dtype)
+    return _kernels.tilt(logits, eps, _mask_log_w(mask, logits.shape, dtype)), eps
+
+
+def _dot_weights(Q, K, eps, mask, dtype) -> Array:
+    """``gibbs(K q_i, eps)`` for validated Q, K (eps defaults to ``√d_k``)."""
+    eps = np.sqrt(Q.shape[-1]) if eps is None else eps
+    return _kernels.gibbs_last(*_masked(jnp.einsum("...qd,...kd->...qk", Q, K), eps, mask, dtype))
 
 
 # --------------------------------------------------------------------------------------
@@ -130,9 +144,7 @@ def attention_weights(
         [[1.0, 0.0]]
     """
     Q, K, dtype = _qk(Q, K)
-    eps = np.sqrt(Q.shape[-1]) if eps is None else eps  # validated by gibbs
-    logits = jnp.einsum("...qd,...kd->...qk", Q, K)
-    return gibbs(logits, eps, log_w=_mask_log_w(mask, logits.shape, dtype))
+    return _dot_weights(Q, K, eps, mask, dtype)
 
 
 def dot_product_attention(
@@ -171,9 +183,9 @@ def dot_product_attention(
         ...                       jnp.array([[2.0], [4.0]]), 0.0).tolist()
         [[2.0]]
     """
-    Q, K, dtype = _qk(Q, K, V)
+    Q, K, dtype = _qk(Q, K, V=V)
     V = _values(V, K, dtype)
-    pi = attention_weights(Q, K, eps, mask=mask)
+    pi = _dot_weights(Q, K, eps, mask, dtype)
     return jnp.einsum("...qk,...kv->...qv", pi, V)
 
 
@@ -204,8 +216,8 @@ def l2_attention_weights(
         ...                      0.0).tolist()
         [[1.0, 0.0]]
     """
-    logits = _l2_logits(Q, K, t)
-    return gibbs(logits, eps, log_w=_mask_log_w(mask, logits.shape, logits.dtype))
+    Q, K, dtype = _qk(Q, K)
+    return _kernels.gibbs_last(*_masked(_l2_logits(Q, K, t, dtype), eps, mask, dtype))
 
 
 def l2_attention(
@@ -242,9 +254,9 @@ def l2_attention(
         ...              jnp.array([[5.0], [7.0]]), 1.0, 0.0).tolist()
         [[5.0]]
     """
-    Q, K, dtype = _qk(Q, K, V)
+    Q, K, dtype = _qk(Q, K, V=V)
     V = _values(V, K, dtype)
-    pi = l2_attention_weights(Q, K, t, eps, mask=mask)
+    pi = _kernels.gibbs_last(*_masked(_l2_logits(Q, K, t, dtype), eps, mask, dtype))
     return jnp.einsum("...qk,...kv->...qv", pi, V)
 
 
@@ -280,8 +292,8 @@ def l2_log_partition(
         >>> l2_log_partition(jnp.zeros((1, 1)), jnp.array([[1.0], [2.0]]), 0.5, 0.0).tolist()
         [-1.0]
     """
-    logits = _l2_logits(Q, K, t)
-    return lse(logits, eps, log_w=_mask_log_w(mask, logits.shape, logits.dtype))
+    Q, K, dtype = _qk(Q, K)
+    return _kernels.lse_last(*_masked(_l2_logits(Q, K, t, dtype), eps, mask, dtype))
 
 
 # --------------------------------------------------------------------------------------
@@ -361,6 +373,8 @@ def kv_update(
         ([3.0], 2.0)
     """
     dtype = state.m.dtype
+    _validate.real("z", z)
+    _validate.real("v", v)
     z = jnp.asarray(z, dtype)
     v = jnp.asarray(v, dtype)
     if z.shape != state.m.shape or v.shape != state.mean.shape:
@@ -373,7 +387,7 @@ def kv_update(
     m_fin = jnp.where(jnp.isfinite(m_new), m_new, jnp.zeros_like(m_new))
 
     def scale(s):
-        soft = jnp.exp((s - m_fin) / _safe(eps))
+        soft = jnp.exp((s - m_fin) / _kernels.safe(eps))
         hard = (s == m_new).astype(dtype)
         # A key with logit -inf is masked; a NaN logit propagates (it is not a mask).
         return jnp.where(s == -jnp.inf, jnp.zeros_like(s), jnp.where(eps > 0, soft, hard))
@@ -451,10 +465,12 @@ def attention_sink_bound(
         >>> float(attention_sink_bound(jnp.array([0.0, 0.0, 1.0]), 0.0))
         0.0
     """
-    dtype = _validate.float_dtype(z)
+    dtype = _validate.real_dtype(z=z)
     z = jnp.asarray(z, dtype)
     if z.ndim < 1:
         raise ValueError(f"`z` must have shape (*batch, N); got a scalar {z.shape}.")
+    _validate.at_least_one_atom("z", z.shape[-1], z.shape)
+    z = _validate.not_nan("z", z)
     eps = _validate.nonnegative_scalar("eps", eps, dtype)
     n = z.shape[-1]
     k = jnp.argmax(z, axis=-1) if k is None else _atom_index(k, z)
@@ -462,7 +478,7 @@ def attention_sink_bound(
     z_k = jnp.sum(jnp.where(onehot, z, jnp.zeros_like(z)), axis=-1)
     rival = jnp.max(jnp.where(onehot, jnp.full_like(z, -jnp.inf), z), axis=-1)
     gap = z_k - rival  # +inf when N = 1
-    safe = _safe(eps)
+    safe = _kernels.safe(eps)
     soft = jnp.exp(jnp.log(safe) + float(np.log(max(n - 1, 1))) - gap / safe)
     soft = jnp.where(n > 1, soft, jnp.zeros_like(soft))
     hard = jnp.where(gap >= 0, jnp.zeros_like(gap), jnp.full_like(gap, jnp.inf))
@@ -537,7 +553,7 @@ class LSEAttention(eqx.Module):
     ) -> "LSEAttention":
         """Gaussian init with variance ``1/fan_in``."""
         specs = cls._init_specs(d_model, heads, d_head)
-        return cls(*_gaussians(key, specs, dtype), causal)
+        return cls(*_kernels.gaussians(key, specs, dtype), causal)
 
     @staticmethod
     def _init_specs(d_model: int, heads: int, d_head: int) -> list:
@@ -584,7 +600,9 @@ class LSEFeedForward(eqx.Module):
         cls, key: Array, d_model: int, units: int, atoms: int, *, dtype=None
     ) -> "LSEFeedForward":
         """Random init (hidden block as :meth:`LSEBlock.random`, ``W_out ~ N(0, 1/units)``)."""
-        return cls._from_leaves(_gaussians(key, cls._init_specs(d_model, units, atoms), dtype))
+        return cls._from_leaves(
+            _kernels.gaussians(key, cls._init_specs(d_model, units, atoms), dtype)
+        )
 
     @staticmethod
     def _init_specs(d_model: int, units: int, atoms: int) -> list:
@@ -641,7 +659,7 @@ class LSETransformerBlock(eqx.Module):
         dtype = jnp.result_type(float) if dtype is None else dtype
         attn_specs = LSEAttention._init_specs(d_model, heads, d_head)
         ffn_specs = LSEFeedForward._init_specs(d_model, units, atoms)
-        leaves = _gaussians(key, attn_specs + ffn_specs, dtype)  # one random draw
+        leaves = _kernels.gaussians(key, attn_specs + ffn_specs, dtype)  # one random draw
         self.ln1 = eqx.nn.LayerNorm(d_model, dtype=dtype)
         self.attn = LSEAttention(*leaves[: len(attn_specs)], causal)
         self.ln2 = eqx.nn.LayerNorm(d_model, dtype=dtype)

@@ -20,9 +20,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import PRNGKeyArray
 
-from . import _validate
+from . import _kernels, _validate
 from ._types import Array, ArrayLike, Float, ScalarLike
-from .hopf_cole import _metric
 
 __all__ = ["feynman_kac"]
 
@@ -67,7 +66,7 @@ def feynman_kac(
     Args:
         g_fn: initial datum, ``g_fn(y) -> scalar`` for one point ``y`` of shape ``(d,)``
             (unbatched; it is vmapped here).
-        x: query points ``(*batch, d)``.
+        x: query points ``(*batch, d)``, finite.
         t: time ``> 0``.
         eps: viscosity ``> 0`` (the formula has no eps = 0 limit to sample; use
             :func:`hjax.hopf_cole.hopf_lax` there).
@@ -86,14 +85,15 @@ def feynman_kac(
         True
     """
     n_samples = _validate.integer("n_samples", n_samples, minimum=2)
-    dtype = _validate.float_dtype(x)
+    dtype = _validate.real_dtype(x=x)
     x = jnp.asarray(x, dtype)
     if x.ndim < 1:
         raise ValueError(f"`x` must have shape (*batch, d); got a scalar {x.shape}.")
+    x = _validate.finite("x", x)
     d = x.shape[-1]
     t = _validate.positive_scalar("t", t, dtype)
     eps = _validate.positive_scalar("eps", eps, dtype)
-    chol, _ = _metric(A, d, dtype)
+    chol, _ = _kernels.metric(_validate.metric("A", A, d, dtype), dtype)
     out = jax.eval_shape(g_fn, jax.ShapeDtypeStruct((d,), dtype))
     if getattr(out, "shape", None) != ():
         raise ValueError(f"`g_fn` must map one point of shape ({d},) to a scalar; got {out}.")

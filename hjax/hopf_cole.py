@@ -20,18 +20,20 @@ Its spatial derivatives are Gibbs moments of the atoms (THEORY §3),
 ``∇u = A⁻¹(x − E_π[y])/t`` and ``∇²u = A⁻¹/t − A⁻¹ Cov_π(y) A⁻¹/(eps t²)``
 (:func:`hopf_cole_grad`, :func:`hopf_cole_hessian`). The metric enters only through its
 Cholesky factor ``A = LLᵀ`` (``c_t = |L⁻¹x − L⁻¹y|²/(2t)``, ``A⁻¹v`` by two triangular
-solves, ``log det A = 2 Σ log L_ii``), never an explicit inverse; :mod:`hjax.layers`,
-:mod:`hjax.sweep` and :mod:`hjax.feynman_kac` use the same private helpers.
+solves, ``log det A = 2 Σ log L_ii``), never an explicit inverse (the kernels of
+:mod:`hjax._kernels`, shared with :mod:`hjax.layers`, :mod:`hjax.sweep` and
+:mod:`hjax.feynman_kac`).
+
+Inputs (:mod:`hjax._validate`): ``x``, ``y``, ``g`` must be finite (NaN and ``±inf``
+rejected: mask an atom with ``log_w = -inf`` instead of ``g = +inf``), ``log_w`` finite or
+``-inf``, at least one atom, real dtypes; concrete values are checked eagerly
+(``ValueError`` naming the argument), traced ones at run time (``eqx.error_if``).
 """
 
-import equinox as eqx
 import jax.numpy as jnp
-import numpy as np
-from jax.scipy.linalg import solve_triangular
 
-from . import _validate
+from . import _kernels, _validate
 from ._types import Array, ArrayLike, Float, ScalarLike
-from .semiring import _safe, gibbs, lse
 
 __all__ = [
     "heat_normalization",
@@ -43,96 +45,15 @@ __all__ = [
 ]
 
 
-def _metric(A: ArrayLike | None, d: int, dtype) -> tuple[Array | None, Array]:
-    """(lower Cholesky factor L of the validated metric ``A = LLᵀ``, or None for the
-    identity; ``log det A``). Every use of A goes through L (triangular solves, never an
-    explicit inverse)."""
-    if A is None:
-        return None, jnp.zeros((), dtype)
-    A = _validate.positive_definite("A", jnp.asarray(A, dtype), d)
-    chol = jnp.linalg.cholesky(A)
-    return chol, 2 * jnp.sum(jnp.log(jnp.diagonal(chol)))
-
-
-def _whiten(chol: Array | None, v: Array) -> Array:
-    """``L⁻¹ v`` row-wise for ``v`` of shape (..., d), so that ``|L⁻¹v|² = vᵀA⁻¹v``."""
-    if chol is None:
-        return v
-    flat = v.reshape(-1, v.shape[-1])
-    return solve_triangular(chol, flat.T, lower=True).T.reshape(v.shape)
-
-
-def _inv_metric(chol: Array | None, v: Array) -> Array:
-    """``A⁻¹ v = L⁻ᵀ L⁻¹ v`` row-wise for ``v`` of shape (..., d)."""
-    if chol is None:
-        return v
-    flat = _whiten(chol, v).reshape(-1, v.shape[-1])
-    return solve_triangular(chol.T, flat.T, lower=False).T.reshape(v.shape)
-
-
-def _cost(x: Array, y: Array, t: Array, chol: Array | None) -> Array:
-    """``c_t(x, y_j) = |L⁻¹x − L⁻¹y_j|²/(2t)``, shape ``(*batch, N)``."""
-    diff = _whiten(chol, x)[..., None, :] - _whiten(chol, y)  # (*batch, N, d)
-    return jnp.sum(diff * diff, axis=-1) / (2 * t)
-
-
-def _atoms(y, dtype) -> Array:
-    """``y`` as an ``(N, d)`` array of ``dtype``."""
-    y = jnp.asarray(y, dtype)
-    if y.ndim != 2:
-        raise ValueError(f"`y` must have shape (N, d); got {y.shape}.")
-    return y
-
-
-def _per_atom(name: str, value, y: Array) -> Array | None:
-    """A per-atom array (``g``, ``log_w``) of shape ``(N,)`` matching ``y`` (None passes)."""
-    if value is None:
-        return None
-    value = jnp.asarray(value, y.dtype)
-    if value.shape != y.shape[:1]:
-        raise ValueError(
-            f"`{name}` must have shape (N,) = ({y.shape[0]},) to match `y`; got {value.shape}."
-        )
-    return value
-
-
-def _queries(x, y: Array) -> Array:
-    """Query points ``(*batch, d)`` of ``y``'s dtype and space dimension."""
-    x = jnp.asarray(x, y.dtype)
-    if x.ndim < 1:
-        raise ValueError(f"`x` must have shape (*batch, d); got a scalar {x.shape}.")
-    _validate.same_last_dim("x", x, "y", y)
-    return x
-
-
 def _prepare(x, y, g, t, A, log_w=None):
-    """Cast to one float dtype and validate shapes, t > 0 and A ≻ 0 (``g=None``: no g).
+    """Validated inputs (:func:`hjax._validate.hj_inputs`) and the metric's factor.
 
-    Returns ``(x, y, g, t, chol, logdet_A, log_w, dtype)``, ``chol`` the Cholesky factor of
-    A (None for the identity).
+    Returns ``(x, y, g, t, chol, logdet_A, log_w, dtype)``, ``chol`` the Cholesky factor
+    of A (None for the identity).
     """
-    dtype = _validate.float_dtype(*(a for a in (x, y, g, log_w) if a is not None))
-    y = _atoms(y, dtype)
-    x = _queries(x, y)
-    g, log_w = _per_atom("g", g, y), _per_atom("log_w", log_w, y)
-    t = _validate.positive_scalar("t", t, dtype)
-    chol, logdet_A = _metric(A, y.shape[-1], dtype)
+    x, y, g, t, A, log_w, dtype = _validate.hj_inputs(x, y, g, t, A=A, log_w=log_w)
+    chol, logdet_A = _kernels.metric(A, dtype)
     return x, y, g, t, chol, logdet_A, log_w, dtype
-
-
-def _some_atom_active(log_w: Array | None) -> Array | None:
-    """Reject log-weights that mask every atom: the zero measure has no Gibbs weights."""
-    if log_w is None:
-        return None
-    message = (
-        "`log_w` masks every atom (all -inf): the Gibbs weights, ∇u and ∇²u of the zero "
-        "measure are undefined (u itself is +inf)"
-    )
-    if _validate.is_traced(log_w):
-        return eqx.error_if(log_w, jnp.all(log_w == -jnp.inf), message)
-    if np.all(np.asarray(log_w) == -np.inf):
-        raise ValueError(message + ".")
-    return log_w
 
 
 def _gibbs_weights(x, y, g, t, eps, A, log_w):
@@ -143,8 +64,7 @@ def _gibbs_weights(x, y, g, t, eps, A, log_w):
     """
     x, y, g, t, chol, _, log_w, dtype = _prepare(x, y, g, t, A, log_w)
     eps = _validate.nonnegative_scalar("eps", eps, dtype)
-    log_w = _some_atom_active(log_w)
-    pi = gibbs(-(_cost(x, y, t, chol) + g), eps, axis=-1, log_w=log_w)  # (*batch, N)
+    pi = _kernels.hj_gibbs(x, y, g, t, eps, chol, _validate.some_atom_active(log_w))
     return x, y, t, eps, chol, pi
 
 
@@ -175,7 +95,7 @@ def transport_cost(
         [1.0]
     """
     x, y, _, t, chol, _, _, _ = _prepare(x, y, None, t, A)
-    return _cost(x, y, t, chol)
+    return _kernels.cost(x, y, t, chol)
 
 
 def heat_normalization(
@@ -198,17 +118,11 @@ def heat_normalization(
         0.918939
     """
     d = _validate.integer("d", d)
-    dtype = _validate.float_dtype(t, eps, *([] if A is None else [A]))
+    dtype = _validate.real_dtype(t=t, eps=eps, A=A)
     t = _validate.positive_scalar("t", t, dtype)
     eps = _validate.nonnegative_scalar("eps", eps, dtype)
-    _, logdet_A = _metric(A, d, dtype)
-    return _normalization(d, t, eps, logdet_A)
-
-
-def _normalization(d: int, t: Array, eps: Array, logdet_A: Array) -> Array:
-    safe_eps = _safe(eps)
-    term = safe_eps * (d / 2 * jnp.log(2 * jnp.pi * safe_eps * t) + logdet_A / 2)
-    return jnp.where(eps > 0, term, jnp.zeros_like(term))
+    _, logdet_A = _kernels.metric(_validate.metric("A", A, d, dtype), dtype)
+    return _kernels.normalization(d, t, eps, logdet_A)
 
 
 def hopf_cole(
@@ -256,9 +170,9 @@ def hopf_cole(
     """
     x, y, g, t, chol, logdet_A, log_w, dtype = _prepare(x, y, g, t, A, log_w)
     eps = _validate.nonnegative_scalar("eps", eps, dtype)
-    u = -lse(-(_cost(x, y, t, chol) + g), eps, axis=-1, log_w=log_w)
+    u = -_kernels.hj_lse(x, y, g, t, eps, chol, log_w)
     if normalized:
-        u = u + _normalization(y.shape[-1], t, eps, logdet_A)
+        u = u + _kernels.normalization(y.shape[-1], t, eps, logdet_A)
     return u
 
 
@@ -283,7 +197,7 @@ def hopf_lax(
         -0.875
     """
     x, y, g, t, chol, _, _, _ = _prepare(x, y, g, t, A)
-    return jnp.min(_cost(x, y, t, chol) + g, axis=-1)
+    return jnp.min(_kernels.cost(x, y, t, chol) + g, axis=-1)
 
 
 def hopf_cole_grad(
@@ -330,7 +244,7 @@ def hopf_cole_grad(
     """
     x, y, t, _, chol, pi = _gibbs_weights(x, y, g, t, eps, A, log_w)
     mean = jnp.einsum("...n,nd->...d", pi, y)
-    return _inv_metric(chol, x - mean) / t
+    return _kernels.inv_metric(chol, x - mean) / t
 
 
 def hopf_cole_hessian(
@@ -380,9 +294,9 @@ def hopf_cole_hessian(
     x, y, t, eps, chol, pi = _gibbs_weights(x, y, g, t, eps, A, log_w)
     mean = jnp.einsum("...n,nd->...d", pi, y)
     # A⁻¹ Cov_π(y) A⁻¹ = Σ_j π_j (A⁻¹(y_j − ȳ))(A⁻¹(y_j − ȳ))ᵀ: symmetric PSD by construction.
-    centred = _inv_metric(chol, y - mean[..., None, :])  # (*batch, N, d)
+    centred = _kernels.inv_metric(chol, y - mean[..., None, :])  # (*batch, N, d)
     cov = jnp.einsum("...n,...ni,...nj->...ij", pi, centred, centred)
-    A_inv = _inv_metric(chol, jnp.eye(y.shape[-1], dtype=y.dtype))
+    A_inv = _kernels.inv_metric(chol, jnp.eye(y.shape[-1], dtype=y.dtype))
     A_inv = (A_inv + A_inv.T) / 2
-    shock = jnp.where(eps > 0, cov / (_safe(eps) * t**2), jnp.zeros_like(cov))
+    shock = jnp.where(eps > 0, cov / (_kernels.safe(eps) * t**2), jnp.zeros_like(cov))
     return A_inv / t - shock

@@ -19,19 +19,21 @@ Models: :class:`LSELayer` (with an optional learnable metric :class:`PDMetric`),
 :class:`LSEBlock` (a vector-valued LSE layer: one LSE unit per output) and :class:`DeepLSE`
 (stacked blocks, scan over layers). eps is always a call argument, never a field: a sweep
 over eps compiles once.
-"""
 
-import math
+Inputs (:mod:`hjax._validate`): ``x``, ``W`` (and ``y``, ``g``) must be finite; ``b`` and
+``log_w`` may be ``-inf`` (a masked unit / atom) but not NaN or ``+inf``; at least one
+unit; real dtypes. Concrete values are checked eagerly (``ValueError`` naming the
+argument), traced ones at run time (``eqx.error_if``), so no bad input becomes a silent NaN.
+"""
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import _validate
+from . import _kernels, _validate
 from ._types import Array, ArrayLike, Float, ScalarLike
-from .hopf_cole import _atoms, _gibbs_weights, _inv_metric, _metric, _per_atom, _whiten
-from .semiring import _mask, _safe, gibbs, lse
+from .semiring import lse
 
 __all__ = [
     "DeepLSE",
@@ -53,34 +55,27 @@ __all__ = [
 
 
 # --------------------------------------------------------------------------------------
-# Validation and metric helpers
+# Validation (the kernels are in hjax._kernels)
 # --------------------------------------------------------------------------------------
 
 
-def _layer_params(W, b, *extra):
-    """Cast (W, b, *extra) to one float dtype; check W is (N, d) and b is (N,)."""
-    dtype = _validate.float_dtype(W, b, *extra)
-    W = jnp.asarray(W, dtype)
-    b = jnp.asarray(b, dtype)
-    if W.ndim != 2:
-        raise ValueError(f"`W` must have shape (N, d); got {W.shape}.")
-    if b.shape != W.shape[:1]:
-        raise ValueError(f"`b` must have shape (N,) = ({W.shape[0]},) to match `W`; got {b.shape}.")
-    return W, b, dtype
+def _layer_params(W, b, **extra):
+    """Cast W, b (and the named ``extra`` arrays, for the dtype) to one float dtype.
+
+    ``W``: finite ``(N, d)``, ``N >= 1``; ``b``: ``(N,)``, finite or ``-inf`` (a masked
+    unit). Returns ``(W, b, dtype)``.
+    """
+    dtype = _validate.real_dtype(W=W, b=b, **extra)
+    W = _validate.atoms("W", W, dtype)
+    return W, _validate.per_atom("b", b, "W", W, masked=True), dtype
 
 
-def _query(x, W, dtype) -> Array:
-    x = jnp.asarray(x, dtype)
-    if x.ndim < 1:
-        raise ValueError(f"`x` must have shape (*batch, d); got a scalar {x.shape}.")
-    _validate.same_last_dim("x", x, "W", W)
-    return x
-
-
-def _logits(x, W, b) -> Array:
-    """Validated pre-activations ``z = W x + b`` of shape ``(*batch, N)``."""
-    W, b, dtype = _layer_params(W, b, x)
-    return jnp.einsum("...d,nd->...n", _query(x, W, dtype), W) + b
+def _layer(x, W, b, eps, **extra):
+    """Validated ``(x, W, b, eps, dtype)`` of a layer call: :func:`_layer_params`, finite
+    ``x`` of shape ``(*batch, d)`` and ``eps >= 0``."""
+    W, b, dtype = _layer_params(W, b, x=x, **extra)
+    x = _validate.queries("x", x, "W", W)
+    return x, W, b, _validate.nonnegative_scalar("eps", eps, dtype), dtype
 
 
 # --------------------------------------------------------------------------------------
@@ -121,7 +116,8 @@ def hj_to_lse(
         t: gauge time ``> 0``.
         A: symmetric positive-definite metric ``(d, d)`` (default identity).
         log_w: log-weights ``(N,)``; ``-inf`` masks an atom.
-        eps: viscosity ``>= 0``; required with ``log_w``.
+        eps: viscosity ``>= 0``; required with ``log_w``. Checked whenever given, also
+            under jit/vmap (at run time).
 
     Returns:
         ``(W, b)`` of shapes ``(N, d)`` and ``(N,)``.
@@ -132,25 +128,22 @@ def hj_to_lse(
         >>> W.tolist(), b.tolist()
         ([[1.0]], [-2.0])
     """
-    dtype = _validate.float_dtype(*(a for a in (y, g, log_w) if a is not None))
-    y = _atoms(y, dtype)
-    g, log_w = _per_atom("g", g, y), _per_atom("log_w", log_w, y)
-    t = _validate.positive_scalar("t", t, dtype)
-    chol, _ = _metric(A, y.shape[-1], dtype)
-    W = _inv_metric(chol, y) / t
-    b = -(jnp.sum(_whiten(chol, y) ** 2, axis=-1) / (2 * t) + g)
-    if log_w is None:
-        if eps is not None:
-            _validate.nonnegative_scalar("eps", eps, dtype)
-        return W, b
-    if eps is None:
+    _, y, g, t, A, log_w, dtype = _validate.hj_inputs(None, y, g, t, A=A, log_w=log_w)
+    if log_w is not None and eps is None:
         raise ValueError(
             "`eps` is required when `log_w` is given: the weights enter the bias as "
             "eps·log_w (pass the eps the layer will be evaluated at)."
         )
-    eps = _validate.nonnegative_scalar("eps", eps, dtype)
-    active, log_w_fin = _mask(log_w)
-    return W, jnp.where(active, b + eps * log_w_fin, jnp.full_like(b, -jnp.inf))
+    chol, _ = _kernels.metric(A, dtype)
+    W = _kernels.inv_metric(chol, y) / t
+    b = -(jnp.sum(_kernels.whiten(chol, y) ** 2, axis=-1) / (2 * t) + g)
+    if eps is None:
+        return W, b
+    # The run-time check of a traced eps is carried by the outputs themselves: with
+    # log_w = None eps does not reach them, and an unused check is dead code under jit.
+    eps = _validate.as_float_scalar("eps", eps, dtype)
+    W, b, eps = _validate.nonnegative("eps", eps, finite=True, guard=(W, b, eps))
+    return W, _kernels.tilt(b, eps, log_w)
 
 
 def lse_to_hj(
@@ -187,9 +180,9 @@ def lse_to_hj(
     """
     W, b, dtype = _layer_params(W, b)
     t = _validate.positive_scalar("t", t, dtype)
+    A = _validate.metric("A", A, W.shape[-1], dtype)
     if A is None:
         return t * W, -b - t * jnp.sum(W * W, axis=-1) / 2
-    A = _validate.positive_definite("A", jnp.asarray(A, dtype), W.shape[-1])
     AW = W @ A  # rows A W_j (A symmetric)
     return t * AW, -b - t * jnp.sum(W * AW, axis=-1) / 2
 
@@ -219,7 +212,8 @@ def lse_layer(
         >>> float(lse_layer(jnp.array([1.0]), jnp.array([[1.0], [-1.0]]), jnp.zeros(2), 0.0))
         1.0
     """
-    return lse(_logits(x, W, b), eps)
+    x, W, b, eps, _ = _layer(x, W, b, eps)
+    return _kernels.lse_last(_kernels.affine_logits(x, W, b), eps)
 
 
 def quadratic_shift(
@@ -251,16 +245,17 @@ def quadratic_shift(
         >>> float(quadratic_shift(jnp.array([2.0]), jnp.array(1.0), 1.0))
         1.0
     """
-    dtype = _validate.float_dtype(x, f)
+    dtype = _validate.real_dtype(x=x, f=f)
     x = jnp.asarray(x, dtype)
     f = jnp.asarray(f, dtype)
     if x.ndim < 1 or f.shape != x.shape[:-1]:
         raise ValueError(
             f"`f` must have shape (*batch,) = {x.shape[:-1]} to match `x` {x.shape}; got {f.shape}."
         )
+    x, f = _validate.finite("x", x), _validate.not_nan("f", f)
     t = _validate.positive_scalar("t", t, dtype)
-    chol, _ = _metric(A, x.shape[-1], dtype)
-    return jnp.sum(_whiten(chol, x) ** 2, axis=-1) / (2 * t) - f
+    chol, _ = _kernels.metric(_validate.metric("A", A, x.shape[-1], dtype), dtype)
+    return jnp.sum(_kernels.whiten(chol, x) ** 2, axis=-1) / (2 * t) - f
 
 
 def affine_pullback(
@@ -292,13 +287,14 @@ def affine_pullback(
         >>> W2.tolist(), b2.tolist()
         ([[2.0]], [1.0])
     """
-    W, b, dtype = _layer_params(W, b, M, c)
+    W, b, dtype = _layer_params(W, b, M=M, c=c)
     M = jnp.asarray(M, dtype)
     c = jnp.asarray(c, dtype)
     if M.ndim != 2 or M.shape[0] != W.shape[1]:
         raise ValueError(f"`M` must have shape (d, k) with d = {W.shape[1]}; got {M.shape}.")
     if c.shape != W.shape[1:]:
         raise ValueError(f"`c` must have shape (d,) = ({W.shape[1]},); got {c.shape}.")
+    M, c = _validate.finite("M", M), _validate.finite("c", c)
     return W @ M, b + W @ c
 
 
@@ -330,7 +326,8 @@ def lse_layer_gibbs(
         ...                 0.0).tolist()
         [1.0, 0.0]
     """
-    return gibbs(_logits(x, W, b), eps)
+    x, W, b, eps, _ = _layer(x, W, b, eps)
+    return _kernels.gibbs_last(_kernels.affine_logits(x, W, b), eps)
 
 
 def lse_layer_grad(
@@ -355,9 +352,8 @@ def lse_layer_grad(
         ...                1.0).tolist()
         [0.0]
     """
-    W, b, dtype = _layer_params(W, b, x)
-    pi = lse_layer_gibbs(x, W, b, eps)
-    return pi @ W
+    x, W, b, eps, _ = _layer(x, W, b, eps)
+    return _kernels.gibbs_last(_kernels.affine_logits(x, W, b), eps) @ W
 
 
 def lse_layer_hessian(
@@ -389,12 +385,11 @@ def lse_layer_hessian(
         ...                   0.5).tolist()
         [[2.0]]
     """
-    W, b, dtype = _layer_params(W, b, x)
-    eps = _validate.nonnegative_scalar("eps", eps, dtype)
-    pi = lse_layer_gibbs(x, W, b, eps)
+    x, W, b, eps, _ = _layer(x, W, b, eps)
+    pi = _kernels.gibbs_last(_kernels.affine_logits(x, W, b), eps)
     centred = W - (pi @ W)[..., None, :]  # (*batch, N, d)
     cov = jnp.einsum("...n,...ni,...nj->...ij", pi, centred, centred)
-    return jnp.where(eps > 0, cov / _safe(eps), jnp.zeros_like(cov))
+    return jnp.where(eps > 0, cov / _kernels.safe(eps), jnp.zeros_like(cov))
 
 
 def lse_layer_hessian_bound(W: Float[ArrayLike, "N d"], eps: ScalarLike) -> Float[Array, ""]:
@@ -416,15 +411,13 @@ def lse_layer_hessian_bound(W: Float[ArrayLike, "N d"], eps: ScalarLike) -> Floa
         >>> float(lse_layer_hessian_bound(jnp.array([[1.0], [-1.0]]), 0.5))
         2.0
     """
-    dtype = _validate.float_dtype(W)
-    W = jnp.asarray(W, dtype)
-    if W.ndim != 2:
-        raise ValueError(f"`W` must have shape (N, d); got {W.shape}.")
+    dtype = _validate.real_dtype(W=W)
+    W = _validate.atoms("W", W, dtype)
     eps = _validate.nonnegative_scalar("eps", eps, dtype)
     diff = W[:, None, :] - W[None, :, :]
     D2 = jnp.max(jnp.sum(diff * diff, axis=-1))
     at_zero = jnp.where(D2 > 0, jnp.full_like(D2, jnp.inf), jnp.zeros_like(D2))
-    return jnp.where(eps > 0, D2 / (4 * _safe(eps)), at_zero)
+    return jnp.where(eps > 0, D2 / (4 * _kernels.safe(eps)), at_zero)
 
 
 # --------------------------------------------------------------------------------------
@@ -466,15 +459,15 @@ def lse_layer_backward(
         >>> dW.tolist(), db.tolist()
         ([[6.0], [0.0]], [3.0, 0.0])
     """
-    W, b, dtype = _layer_params(W, b, x, cotangent)
-    x = _query(x, W, dtype)
+    x, W, b, eps, dtype = _layer(x, W, b, eps, cotangent=cotangent)
     cotangent = jnp.asarray(cotangent, dtype)
     if cotangent.shape != x.shape[:-1]:
         raise ValueError(
             f"`cotangent` must have shape (*batch,) = {x.shape[:-1]} to match `x`; "
             f"got {cotangent.shape}."
         )
-    weighted = cotangent[..., None] * lse_layer_gibbs(x, W, b, eps)  # (*batch, N)
+    cotangent = _validate.finite("cotangent", cotangent)
+    weighted = cotangent[..., None] * _kernels.gibbs_last(_kernels.affine_logits(x, W, b), eps)
     flat_w = weighted.reshape(-1, W.shape[0])
     flat_x = x.reshape(-1, W.shape[1])
     return flat_w.T @ flat_x, jnp.sum(flat_w, axis=0)
@@ -520,27 +513,15 @@ def heat_kernel_weights(
         ...                     jnp.zeros(2), 1.0, 1.0).tolist()
         [0.5, 0.5]
     """
-    return _gibbs_weights(x, y, g, t, eps, A, log_w)[-1]
+    x, y, g, t, A, log_w, dtype = _validate.hj_inputs(x, y, g, t, A=A, log_w=log_w)
+    eps = _validate.nonnegative_scalar("eps", eps, dtype)
+    chol, _ = _kernels.metric(A, dtype)
+    return _kernels.hj_gibbs(x, y, g, t, eps, chol, _validate.some_atom_active(log_w))
 
 
 # --------------------------------------------------------------------------------------
 # Models
 # --------------------------------------------------------------------------------------
-
-
-def _gaussians(key: Array, specs: list[tuple[tuple[int, ...], float]], dtype) -> list[Array]:
-    """Independent ``scale · N(0, 1)`` arrays of the given shapes, from one random draw.
-
-    One draw (not one per leaf) keeps initialization to a single RNG kernel to compile.
-    """
-    dtype = jnp.result_type(float) if dtype is None else dtype
-    sizes = [math.prod(shape) for shape, _ in specs]
-    z = jax.random.normal(key, (sum(sizes),), dtype)
-    out, start = [], 0
-    for (shape, scale), size in zip(specs, sizes, strict=True):
-        out.append(z[start : start + size].reshape(shape) * scale)
-        start += size
-    return out
 
 
 def _softplus_inverse(v: Array) -> Array:
@@ -665,7 +646,7 @@ class LSELayer(eqx.Module):
     @classmethod
     def random(cls, key: Array, d: int, N: int, *, metric: bool = False, dtype=None) -> "LSELayer":
         """Random layer: ``W ~ N(0, 1/d)``, ``b ~ N(0, 1)``; identity metric if requested."""
-        W, b = _gaussians(key, [((N, d), d**-0.5), ((N,), 1.0)], dtype)
+        W, b = _kernels.gaussians(key, [((N, d), d**-0.5), ((N,), 1.0)], dtype)
         m = PDMetric.from_matrix(jnp.eye(d, dtype=W.dtype)) if metric else None
         return cls(W, b, m)
 
@@ -722,7 +703,7 @@ class LSEBlock(eqx.Module):
     @classmethod
     def random(cls, key: Array, d: int, m: int, N: int, *, dtype=None) -> "LSEBlock":
         """Random block: ``W ~ N(0, 1/d)``, ``b ~ N(0, 1)``."""
-        return cls(*_gaussians(key, [((m, N, d), d**-0.5), ((m, N), 1.0)], dtype))
+        return cls(*_kernels.gaussians(key, [((m, N, d), d**-0.5), ((m, N), 1.0)], dtype))
 
 
 class DeepLSE(eqx.Module):
@@ -776,7 +757,7 @@ class DeepLSE(eqx.Module):
         if readout_atoms is not None:
             readout_atoms = _validate.integer("readout_atoms", readout_atoms)
         n_out = atoms if readout_atoms is None else readout_atoms
-        W0, b0, Wh, bh, Wr, br = _gaussians(
+        W0, b0, Wh, bh, Wr, br = _kernels.gaussians(
             key,
             [
                 ((m, atoms, d), d**-0.5),

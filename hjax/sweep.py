@@ -47,10 +47,8 @@ import numpy as np
 from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as PSpec
 
-from . import _validate
+from . import _kernels, _validate
 from ._types import Array, ArrayLike, Float, Real, ScalarLike
-from .hopf_cole import _cost, _normalization, _prepare, _whiten
-from .semiring import _lse_last, _mask, _safe, _tilt
 
 __all__ = ["hopf_cole_sweep"]
 
@@ -104,7 +102,7 @@ def _mesh(devices: tuple) -> Mesh:
 
 def _log_add(eps: Array, a: Array, b: Array) -> Array:
     """``a ⊕_eps b`` elementwise (``max`` at eps = 0; ``-inf`` is the neutral element)."""
-    return _lse_last(jnp.stack([a, b], axis=-1), eps)
+    return _kernels.lse_last(jnp.stack([a, b], axis=-1), eps)
 
 
 def _prefix_log_add(eps: Array, seg: Array, n_max: int) -> Array:
@@ -117,7 +115,7 @@ def _prefix_log_add(eps: Array, seg: Array, n_max: int) -> Array:
     W = seg.shape[-1]
     if W * W <= n_max:
         lower = np.tril(np.ones((W, W), dtype=bool))
-        return _lse_last(jnp.where(lower, seg[..., None, :], -jnp.inf), eps)
+        return _kernels.lse_last(jnp.where(lower, seg[..., None, :], -jnp.inf), eps)
     return jax.lax.associative_scan(functools.partial(_log_add, eps), seg, axis=-1)
 
 
@@ -154,7 +152,7 @@ def _shared_shift_prep(z, log_w, widths):
     bounds = _bounds(widths)
     lw_rel = top = None
     if log_w is not None:
-        active, _ = _mask(log_w)
+        active, _ = _kernels.mask(log_w)
         z = jnp.where(active, z, jnp.full_like(z, -jnp.inf))
         lw = jnp.where(active, log_w, jnp.full_like(log_w, -jnp.inf))
         top = jnp.stack([jnp.max(lw[a:b]) for a, b in bounds])
@@ -183,7 +181,7 @@ def _segments_shared_shift(prep, e, widths):
     value is ``m_k`` exactly.
     """
     z, m, shift, lw_rel, top = prep
-    safe = _safe(e)
+    safe = _kernels.safe(e)
     sums = []
     for k, (a, b) in enumerate(_bounds(widths)):
         expo = (z[:, a:b] - shift[:, k : k + 1]) / safe
@@ -201,8 +199,8 @@ def _segments_shared_shift(prep, e, widths):
 
 def _segments_per_eps_shift(z, log_w, e, widths):
     """Segment log-sum-exps ``(C, W)`` at one eps, shifted by the max as :func:`hjax.lse`."""
-    s = _tilt(z, e, log_w)
-    return jnp.stack([_lse_last(s[:, a:b], e) for a, b in _bounds(widths)], axis=-1)
+    s = _kernels.tilt(z, e, log_w)
+    return jnp.stack([_kernels.lse_last(s[:, a:b], e) for a, b in _bounds(widths)], axis=-1)
 
 
 def _chunk_values(xc, y, g, t, eps, log_w, widths, shift, eps_loop):
@@ -217,7 +215,7 @@ def _chunk_values(xc, y, g, t, eps, log_w, widths, shift, eps_loop):
     GPU/TPU the ``vmap`` gives one wide kernel per segment. ``xc`` and ``y`` come whitened
     (``L⁻¹x``, ``L⁻¹y`` for ``A = LLᵀ``), so the cost is the Euclidean one.
     """
-    z = -(_cost(xc, y, t, None) + g)  # (C, N), shared by every eps
+    z = _kernels.hj_logits(xc, y, g, t, None)  # (C, N), shared by every eps
     prep = None if shift == "per_eps" else _shared_shift_prep(z, log_w, widths)
 
     def segments(e):
@@ -292,7 +290,7 @@ def _sweep(
         log_ratio = jnp.asarray(np.log(n_atoms / np.asarray(widths, dtype=np.float64)), u.dtype)
         u = u - eps[:, None, None] * log_ratio[None, :, None]
     if normalized:
-        u = u + _normalization(d, t, eps, logdet_A)[:, None, None]
+        u = u + _kernels.normalization(d, t, eps, logdet_A)[:, None, None]
     return u
 
 
@@ -333,9 +331,9 @@ def hopf_cole_sweep(
     eps and t are traced: new eps grids or times reuse the compiled function.
 
     Args:
-        x: query points ``(P, d)``.
-        y: atoms ``(N, d)``, ordered so that every width is a prefix.
-        g: initial values ``g(y_j)``, ``(N,)``.
+        x: query points ``(P, d)``, finite.
+        y: atoms ``(N, d)``, finite, ordered so that every width is a prefix.
+        g: initial values ``g(y_j)``, ``(N,)``, finite (mask with ``log_w``, not ``+inf``).
         t: time ``> 0``.
         eps: viscosities ``(E,)``, each ``>= 0`` (0 is the exact tropical limit).
         widths: static, strictly increasing prefix lengths ``1 <= n_1 < … < n_W <= N``.
@@ -363,11 +361,13 @@ def hopf_cole_sweep(
         >>> u[0, :, 0].tolist()
         [0.125, -0.875]
     """
-    x, y, g, t, chol, logdet_A, log_w, dtype = _prepare(x, y, g, t, A, log_w)
+    x, y, g, t, A, log_w, dtype = _validate.hj_inputs(x, y, g, t, A=A, log_w=log_w)
+    chol, logdet_A = _kernels.metric(A, dtype)
     if x.ndim != 2:
         raise ValueError(f"`x` must have shape (P, d); got {x.shape}.")
     if x.shape[0] == 0:
         raise ValueError("`x` must contain at least one point; got shape (0, d).")
+    _validate.real("eps", eps)
     eps = jnp.asarray(eps, dtype)
     if eps.ndim != 1 or eps.shape[0] == 0:
         raise ValueError(
@@ -382,7 +382,7 @@ def hopf_cole_sweep(
     y, g = y[:n_max], g[:n_max]
     log_w = None if log_w is None else log_w[:n_max]
     # c_t(x, y) = |L⁻¹x − L⁻¹y|²/(2t): whiten once, then every chunk uses Euclidean costs.
-    x, y = _whiten(chol, x), _whiten(chol, y)
+    x, y = _kernels.whiten(chol, x), _kernels.whiten(chol, y)
 
     devices = tuple(jax.devices()) if sharded else None
     n_dev = 1 if devices is None else len(devices)

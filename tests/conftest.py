@@ -37,3 +37,15 @@ def raises_naming(argument: str):
     return pytest.raises(
         (ValueError, jaxtyping.TypeCheckError), match=rf"(`{argument}`|'{argument}')"
     )
+
+
+def raises_at_run_time(argument: str):
+    """Expect the run-time error of an ``eqx.error_if`` check that names ``argument``.
+
+    Under jit/vmap hjax checks traced values with ``eqx.error_if``: eagerly under vmap it
+    raises ``EquinoxRuntimeError`` (a ``RuntimeError``); from a compiled call XLA wraps it
+    in ``JaxRuntimeError`` (a ``RuntimeError``) or, depending on the call path, a
+    ``ValueError`` ("INTERNAL: CpuCallback error ..."). The message always carries hjax's
+    text, which names the argument in backticks.
+    """
+    return pytest.raises((RuntimeError, ValueError), match=rf"`{argument}`")

@@ -162,6 +162,56 @@ def test_closed_form_derivatives_at_eps_zero_are_the_active_quadratic_piece():
     np.testing.assert_array_equal(np.asarray(tie), [[0.0, 0.0]])
 
 
+_dgrad_deps = jax.jit(
+    jax.jacfwd(
+        lambda x, y, g, t, eps, log_w, A: hopf_cole_grad(x, y, g, t, eps, log_w=log_w, A=A),
+        argnums=4,
+    )
+)
+
+
+def _tie_problem():
+    """x = 0 equidistant from atoms 0 and 1 (equal g): a tie, plus a third, farther atom."""
+    y = np.array([[-1.0, 0.0], [1.0, 0.0], [0.3, 1.5], [2.0, -2.0]])
+    return np.zeros((1, 2)), y, np.array([0.0, 0.0, -0.2, 0.5]), None, None
+
+
+@pytest.mark.parametrize("case", ["weighted_metric", "masked", "tied"])
+@pytest.mark.parametrize("eps", [0.05, 0.3, 1.0, 3.0])
+def test_gradient_eps_derivative(case, eps):
+    """∂∇u/∂eps = A⁻¹ Cov_π(y, z)/(eps² t), z_j = −(c_t(x, y_j) + g_j) (differentiate
+    ∇u = A⁻¹(x − E_π y)/t with ∂π_j/∂eps = −π_j (z_j − E_π z)/eps²): jax.jacfwd over eps
+    against NumPy (explicit A⁻¹) and central differences (h = 1e-5·eps; error budget as in
+    test_semiring's eps-derivative tests: ≲ 2e-8 relative, tolerance 1e-7)."""
+    if case == "tied":
+        x, y, g, log_w, A = _tie_problem()
+    else:
+        x, y, g, log_w, A = _problem(40)
+        if case == "masked":
+            log_w, A = np.where(np.arange(len(g)) % 3 == 1, -np.inf, 0.0), None
+    t = 0.7
+    got = np.asarray(_dgrad_deps(x, y, g, t, eps, log_w, A))
+    A_inv = np.eye(2) if A is None else np.linalg.inv(A)
+    lw = np.zeros(len(g)) if log_w is None else log_w
+    for i, xi in enumerate(x):
+        diff = xi - y
+        z = -(np.einsum("ni,ij,nj->n", diff, A_inv, diff) / (2 * t) + g)
+        active = np.isfinite(lw)
+        s = np.where(active, z / eps + np.where(active, lw, 0.0), -np.inf)
+        pi = np.exp(s - s.max())
+        pi /= pi.sum()
+        centred = np.where(active, z - np.sum(pi[active] * z[active]), 0.0)
+        cov = (pi * centred) @ y  # Cov_π(y, z) = Σ_j π_j (z_j − E_π z) y_j
+        # rounding: δ·max|z|·|y|/(eps² t) from centring z (the kernel shifts by max z)
+        np.testing.assert_allclose(
+            got[i], A_inv @ cov / (eps**2 * t), rtol=1e-11, atol=1e-13 / eps**2
+        )
+    h = 1e-5 * eps
+    up, down = (np.asarray(_grad(x, y, g, t, eps + s * h, log_w=log_w, A=A)) for s in (1, -1))
+    fd = (up - down) / (2 * h)
+    assert np.max(np.abs(got - fd)) <= 1e-7 * np.max(np.abs(fd))
+
+
 # -- eps = 0 and the Hopf–Lax bound ------------------------------------------------------
 
 

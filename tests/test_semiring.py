@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import raises_naming
+from conftest import raises_at_run_time, raises_naming
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -178,11 +178,28 @@ def test_all_atoms_masked_is_the_zero_measure(eps):
         np.testing.assert_array_equal(np.asarray(grad), 0.0)
 
 
-def test_nan_log_weight_propagates_instead_of_masking():
-    """Only log_w = −inf masks: a NaN log-weight must not silently delete its atom."""
+def test_nan_log_weight_is_rejected_instead_of_masking():
+    """Only log_w = −inf masks: a NaN log-weight must not silently delete its atom (nor
+    yield a silent NaN): eagerly a ValueError, under jit a run-time error."""
     log_w = np.array([0.0, np.nan, 0.0, 0.0, 0.0, 0.0])
-    assert np.isnan(float(_lse(_Z, 0.4, log_w=log_w)))
-    assert np.all(np.isnan(np.asarray(_gibbs(_Z, 0.4, log_w=log_w))))
+    with raises_naming("log_w"):
+        lse(_Z, 0.4, log_w=log_w)
+    for fn in (_lse, _gibbs):
+        with raises_at_run_time("log_w"):
+            jax.block_until_ready(fn(_Z, 0.4, log_w=log_w))
+
+
+@pytest.mark.parametrize("eps", [0.0, 0.4])
+def test_plus_inf_logits_take_all_the_weight(eps):
+    """+inf logits are allowed (only NaN is rejected): lse = +inf and the Gibbs weights are
+    uniform over the +inf entries (the limit of finite logits growing without bound) — not
+    the inf/inf = NaN of the shifted softmax — with zero, finite derivatives."""
+    z = np.array([np.inf, 1.0, np.inf, -np.inf])
+    assert float(_lse(z, eps)) == np.inf
+    np.testing.assert_array_equal(np.asarray(_gibbs(z, eps)), [0.5, 0.0, 0.5, 0.0])
+    jac = jax.jit(jax.jacfwd(gibbs, argnums=(0, 1)))(z, eps)
+    for d in jac:
+        np.testing.assert_array_equal(np.asarray(d), 0.0)
 
 
 def test_naive_where_masking_is_nan_the_trap_these_kernels_avoid():
@@ -203,6 +220,99 @@ def test_naive_where_masking_is_nan_the_trap_these_kernels_avoid():
     naive_lse = jax.jit(lambda z, eps: eps * jax.nn.logsumexp(z / eps))
     assert np.isnan(float(naive_lse(_Z, 0.0)))
     assert float(_lse(_Z, 0.0)) == 5.0
+
+
+# -- eps-derivatives of the Gibbs weights (second order in eps) --------------------------
+#
+# Central differences in eps with step h = 1e-5·eps. For f(eps) = F(z/eps) the k-th
+# derivative is about |f'|·(r/eps)^(k-1) (r: spread of z/eps over the active atoms, here
+# ≤ ~30), so the truncation error h²/6·|f'''| is ≈ 1.7e-11·r²·|f'| ≤ 2e-8·|f'|, and the
+# rounding error δ·|f|/h (δ = 2^-53) is ≈ 1.1e-11·|f|/eps ≤ 1e-9·|f'| here. The tolerance
+# 1e-7·max|f'| (norm-wise: single components may vanish) leaves a 5x margin; a dropped or
+# sign-flipped term is an O(1) relative error.
+
+_FD_RTOL = 1e-7
+_EPS_GRID = [0.05, 0.3, 1.0, 3.0]
+# Three cases: generic logits, masked atoms that would dominate, a 3-fold tie at the max.
+_EPS_CASES = {
+    "plain": (np.array([0.3, -0.2, 0.8, 0.1, -1.0, 0.5]), None),
+    "masked": (_Z, _MASK),
+    "tied": (np.array([0.5, 0.9, -0.3, 0.9, 0.9, 0.2]), None),
+}
+_dgibbs_deps = jax.jit(jax.jacfwd(lambda z, eps, log_w: gibbs(z, eps, log_w=log_w), argnums=1))
+_dlse_deps = jax.jit(jax.grad(lambda z, eps, log_w: lse(z, eps, log_w=log_w), argnums=1))
+_d2lse_deps2 = jax.jit(
+    jax.grad(jax.grad(lambda z, eps, log_w: lse(z, eps, log_w=log_w), argnums=1), argnums=1)
+)
+
+
+def _gibbs_moments_np(z, eps, log_w):
+    """(π, z − E_π z) in NumPy; masked atoms get π = 0 and centred z = 0."""
+    active = np.ones(z.shape, bool) if log_w is None else np.isfinite(log_w)
+    pi = np.zeros_like(z)
+    pi[active] = _softmax_np(z[active], eps, None if log_w is None else log_w[active])
+    centred = np.where(active, z - np.sum(pi[active] * z[active]), 0.0)
+    return pi, centred
+
+
+def _fd_error(got, fd) -> float:
+    """``max |got − fd| / max |fd|``: the norm-wise relative gap to central differences."""
+    got, fd = np.asarray(got), np.asarray(fd)
+    return float(np.max(np.abs(got - fd)) / np.max(np.abs(fd)))
+
+
+@pytest.mark.parametrize("case", sorted(_EPS_CASES))
+@pytest.mark.parametrize("eps", _EPS_GRID)
+def test_gibbs_eps_derivative(case, eps):
+    """∂π_j/∂eps = −π_j (z_j − E_π z)/eps² for π = softmax(z/eps + log w): jax.jacfwd
+    against a NumPy closed form and against central differences of gibbs itself."""
+    z, log_w = _EPS_CASES[case]
+    got = np.asarray(_dgibbs_deps(z, eps, log_w))
+    pi, centred = _gibbs_moments_np(z, eps, log_w)
+    np.testing.assert_allclose(got, -pi * centred / eps**2, rtol=1e-12, atol=1e-14 / eps**2)
+    h = 1e-5 * eps
+    up, down = (np.asarray(_gibbs(z, eps + s * h, log_w=log_w)) for s in (1, -1))
+    assert _fd_error(got, (up - down) / (2 * h)) <= _FD_RTOL
+    if log_w is not None:
+        np.testing.assert_array_equal(got[np.isneginf(log_w)], 0.0)  # masked: exactly 0
+    assert abs(float(np.sum(got))) <= 1e-12 * float(np.max(np.abs(got)))  # Σ π = 1 ∀ eps
+
+
+@pytest.mark.parametrize("case", sorted(_EPS_CASES))
+@pytest.mark.parametrize("eps", _EPS_GRID)
+def test_lse_second_eps_derivative(case, eps):
+    """∂²lse/∂eps² = ∂H(π)/∂eps = Var_π(z)/eps³ (jax.grad of jax.grad): against NumPy and
+    against central differences of the first derivative (itself checked against central
+    differences of lse in test_eps_gradient_is_entropy_and_matches_finite_differences)."""
+    z, log_w = _EPS_CASES[case]
+    got = float(_d2lse_deps2(z, eps, log_w))
+    pi, centred = _gibbs_moments_np(z, eps, log_w)
+    np.testing.assert_allclose(got, np.sum(pi * centred**2) / eps**3, rtol=1e-12)
+    h = 1e-5 * eps
+    up, down = (float(_dlse_deps(z, eps + s * h, log_w)) for s in (1, -1))
+    assert _fd_error(got, (up - down) / (2 * h)) <= _FD_RTOL
+
+
+@pytest.mark.parametrize("case", sorted(_EPS_CASES))
+def test_lse_eps_derivative_is_the_nonnegative_entropy(case):
+    """∂lse/∂eps = H(π) = −Σ π log π ≥ 0 (counting measure): lse is nondecreasing in eps.
+
+    At eps = 0 the one-sided limit log k for a k-fold tie of the max; for eps > 0 positive,
+    equal to the NumPy entropy and to central differences of lse (rounding δ·|lse|/h ≲ 1e-9
+    relative here, truncation ≲ 1e-8).
+    """
+    z, log_w = _EPS_CASES[case]
+    ties = 3 if case == "tied" else 1
+    assert float(_dlse_deps(z, 0.0, log_w)) == pytest.approx(math.log(ties), abs=1e-15)
+    for eps in _EPS_GRID:
+        got = float(_dlse_deps(z, eps, log_w))
+        pi, _ = _gibbs_moments_np(z, eps, log_w)
+        entropy = -np.sum(pi[pi > 0] * np.log(pi[pi > 0]))
+        assert got > 0
+        np.testing.assert_allclose(got, entropy, rtol=1e-12)
+        h = 1e-5 * eps
+        up, down = (float(_lse(z, eps + s * h, log_w=log_w)) for s in (1, -1))
+        assert _fd_error(got, (up - down) / (2 * h)) <= _FD_RTOL
 
 
 # -- softplus, sigmoid, tanh ----------------------------------------------------------
