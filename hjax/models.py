@@ -218,14 +218,16 @@ class NeuralODE(eqx.Module):
 
     Prop 5.2: the ResNet of ``resnet`` is forward Euler with step ``h`` for this ODE, with
     ``θ(t) = θ_l`` on ``[l h, (l+1) h)`` (``path="piecewise"``; ``"linear"`` interpolates
-    the layers). The solve is :func:`hjax.costate.ode_forward`: ``solver`` (default
-    ``Tsit5`` adaptive, or ``Euler`` with constant ``dt``), and ``adjoint`` selects how
-    reverse mode differentiates it (default ``RecursiveCheckpointAdjoint``, i.e. backprop
-    through the solver; ``BacksolveAdjoint`` is the continuous co-state).
+    the layers). The solve is :func:`hjax.costate.ode_forward`, configured by diffrax
+    objects: ``solver`` (default ``Tsit5()``), ``stepsize_controller`` (default
+    ``PIDController(rtol=1e-6, atol=1e-8)``; ``ConstantStepSize()`` with ``dt0 = h`` and
+    ``solver=Euler()`` is the ResNet itself), and ``adjoint``, how reverse mode
+    differentiates it (default ``RecursiveCheckpointAdjoint()``, i.e. backprop through the
+    solver; ``BacksolveAdjoint()`` is the continuous co-state).
 
     Args:
         resnet: the :class:`ResNet` whose field and parameters are integrated.
-        solver, dt, rtol, atol, max_steps, adjoint, path: solve configuration.
+        solver, stepsize_controller, dt0, adjoint, max_steps, path: solve configuration.
 
     Example:
         >>> import jax, jax.numpy as jnp
@@ -236,10 +238,9 @@ class NeuralODE(eqx.Module):
 
     resnet: ResNet
     solver: diffrax.AbstractSolver | None = None
+    stepsize_controller: diffrax.AbstractStepSizeController | None = None
     adjoint: diffrax.AbstractAdjoint | None = None
-    dt: float | None = eqx.field(static=True, default=None)
-    rtol: float = eqx.field(static=True, default=1e-6)
-    atol: float = eqx.field(static=True, default=1e-8)
+    dt0: float | None = eqx.field(static=True, default=None)
     max_steps: int = eqx.field(static=True, default=4096)
     path: str = eqx.field(static=True, default="piecewise")
 
@@ -256,11 +257,14 @@ class NeuralODE(eqx.Module):
             net.h * net.depth,
             path=self.path,
             solver=self.solver,
-            dt=self.dt,
-            rtol=self.rtol,
-            atol=self.atol,
-            max_steps=self.max_steps,
+            stepsize_controller=(
+                diffrax.PIDController(rtol=1e-6, atol=1e-8)
+                if self.stepsize_controller is None
+                else self.stepsize_controller
+            ),
+            dt0=self.dt0,
             adjoint=self.adjoint,
+            max_steps=self.max_steps,
         )
 
 

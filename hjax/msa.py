@@ -42,20 +42,17 @@ from typing import Any
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import jax.random as jr
 import optax
 
 from . import _validate
 from ._types import Array, ArrayLike, Float, ScalarLike
 from .costate import costate_backward, euler_forward
-from .models import ResNet, _optax_update, _standard_normals
+from .models import _optax_update
 
 __all__ = [
     "augmented_hamiltonian",
-    "compare_msa_backprop",
     "msa_init",
     "msa_step",
-    "toy_problem",
     "train_backprop",
     "train_msa",
 ]
@@ -307,85 +304,3 @@ def _train_backprop(f, theta, x0, targets, loss, h, optimizer, steps):
         step, (dynamic, optimizer.init(dynamic)), None, length=steps
     )
     return eqx.combine(dynamic, static), losses
-
-
-def toy_problem(
-    key: Array, n: int, d: int = 4, *, label_noise: float = 0.1, dtype=None
-) -> tuple[Float[Array, "n d"], Float[Array, " n"]]:
-    r"""2-D disc classification with label noise, zero-padded to a ``d``-dim state.
-
-    Points ``z ~ U([−1, 1]²)``, label ``+1`` inside the disc of radius ``√(2/π)`` (half
-    the square's area), ``−1`` outside, each label flipped with probability
-    ``label_noise``; the initial state is ``x_0 = (z, 0, …, 0) ∈ R^d`` (augmented ODE).
-    The noise gives the squared-error loss a floor that a small network cannot fit
-    below, so a training run converges to a plateau instead of racing to zero.
-
-    Returns:
-        ``(x0 (n, d), labels (n,))`` with labels in ``{−1, +1}``.
-
-    Example:
-        >>> import jax
-        >>> x0, y = toy_problem(jax.random.key(0), 8)
-        >>> x0.shape, y.shape
-        ((8, 4), (8,))
-    """
-    if d < 2:
-        raise ValueError(f"`d` must be >= 2 (the data are 2-D); got {d}.")
-    if not 0 <= label_noise <= 1:
-        raise ValueError(f"`label_noise` must be a probability in [0, 1]; got {label_noise}.")
-    dtype = jnp.zeros(()).dtype if dtype is None else dtype
-    # U(0, 1) as the normal CDF of N(0, 1) draws (exact in distribution; shares the
-    # models' fixed-shape PRNG compile).
-    normals = _standard_normals(key, 3 * n, dtype).reshape(n, 3)
-    draws = 0.5 * jax.scipy.special.erfc(-normals / 2**0.5)
-    z = 2 * draws[:, :2] - 1
-    clean = jnp.where(jnp.sum(z * z, axis=1) < 2 / jnp.pi, 1.0, -1.0).astype(dtype)
-    labels = jnp.where(draws[:, 2] < label_noise, -clean, clean)
-    return jnp.concatenate([z, jnp.zeros((n, d - 2), dtype)], axis=1), labels
-
-
-def compare_msa_backprop(
-    key: Array,
-    *,
-    n: int = 256,
-    d: int = 4,
-    depth: int = 10,
-    T: float = 2.0,
-    steps: int = 200,
-    lr: float = 0.05,
-    rho: float = 10.0,
-    inner_steps: int = 2,
-    label_noise: float = 0.1,
-) -> dict[str, Array]:
-    r"""E-MSA vs Adam backprop on :func:`toy_problem`, tanh-perceptron ResNet.
-
-    Both start from the same ResNet (``f = tanh(Wx + b)``, ``depth`` layers,
-    ``h = T/depth``) and minimize ``mean_i ½ (x^i_{L,d} − y_i)²`` (the last state
-    coordinate is the prediction), full batch, ``steps`` iterations each: MSA with
-    ``inner_steps`` warm-started Adam(lr) ascent steps per iteration on ``H̃`` (penalty
-    ``rho``), backprop with Adam(lr).
-
-    Returns:
-        ``{"msa": losses, "backprop": losses}``, each ``(steps,)``.
-    """
-    k_data, k_net = jr.split(key)
-    x0, labels = toy_problem(k_data, n, d, label_noise=label_noise)
-    net = ResNet(d, depth, key=k_net, block="perceptron", activation="tanh", T=T)
-
-    def loss(x_final, y):
-        return 0.5 * jnp.mean((x_final[:, -1] - y) ** 2)
-
-    common = dict(steps=steps, optimizer=optax.adam(lr))
-    _, msa = train_msa(
-        net.vector_field,
-        net.theta,
-        x0,
-        labels,
-        loss,
-        net.h,
-        rho=rho,
-        inner_steps=inner_steps,
-        **common,
-    )
-    _, backprop = train_backprop(net.vector_field, net.theta, x0, labels, loss, net.h, **common)
-    return {"msa": msa, "backprop": backprop}

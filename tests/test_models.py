@@ -13,6 +13,7 @@ from jax.scipy.linalg import expm
 
 from hjax.costate import RK4, costate_backward, euler_forward, rk_forward
 from hjax.models import LSTM, RNN, SSM, NeuralODE, ResNet, fit
+from hjax.rates import loglog_fit
 
 D = 3
 
@@ -85,13 +86,15 @@ def test_resnet_converges_to_its_ode_at_first_order(key):
         )
         for L in depths
     ]
-    slope = np.polyfit(np.log(1.0 / depths), np.log(errors), 1)[0]
+    slope = loglog_fit(1.0 / depths, errors).slope
     assert 0.95 <= slope <= 1.05, (slope, errors)
 
 
 def test_neural_ode_with_euler_steps_is_the_resnet_and_backprop_is_the_costate(key):
     net = ResNet(D, 4, key=key, block="perceptron", T=1.0)
-    ode = NeuralODE(net, solver=diffrax.Euler(), dt=net.h)
+    ode = NeuralODE(
+        net, solver=diffrax.Euler(), stepsize_controller=diffrax.ConstantStepSize(), dt0=net.h
+    )
 
     def loss(model):
         x_final = model(X0)
@@ -117,7 +120,7 @@ def test_neural_ode_backsolve_adjoint_matches_backprop_through_the_solver(key):
         x_final = model(X0)
         return 0.5 * x_final @ x_final
 
-    tight = dict(rtol=1e-10, atol=1e-10)
+    tight = dict(stepsize_controller=diffrax.PIDController(rtol=1e-10, atol=1e-10))
     g_rec = eqx.filter_grad(loss)(NeuralODE(net, **tight))
     g_back = eqx.filter_grad(loss)(NeuralODE(net, adjoint=diffrax.BacksolveAdjoint(), **tight))
     for a, b in zip(
@@ -199,7 +202,10 @@ def test_resnet_trains_with_optax(key):
 def test_neural_ode_trains_with_optax(key):
     x = _uniform(9, 32, 2)
     target = jnp.stack([x[:, 0] + 0.5 * jnp.sin(3 * x[:, 1]), x[:, 1] - 0.3 * x[:, 0] ** 2], 1)
-    ode = NeuralODE(ResNet(2, 2, key=key, block="mlp", width=8), rtol=1e-5, atol=1e-6)
+    ode = NeuralODE(
+        ResNet(2, 2, key=key, block="mlp", width=8),
+        stepsize_controller=diffrax.PIDController(rtol=1e-5, atol=1e-6),
+    )
 
     def loss(model, x, y):
         return jnp.mean((jax.vmap(model)(x) - y) ** 2)
