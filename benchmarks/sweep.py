@@ -22,9 +22,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hjax._io import atomic_write_json, provenance
-from hjax.hopf_cole import hopf_cole
-from hjax.sweep import hopf_cole_sweep
+from hjax import hopf_cole, hopf_cole_sweep
+from hjax.runner import ResultsError, Runner
 
 N_ATOMS = 2**14
 N_EPS = 32
@@ -124,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--point-chunk", type=int, default=None, help="points per chunk")
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--out", default="results/benchmarks/sweep.json")
+    parser.add_argument("--resume", action="store_true", help="keep grids already measured")
     args = parser.parse_args(argv)
 
     accelerator = jax.default_backend() != "cpu"
@@ -138,10 +138,29 @@ def main(argv: list[str] | None = None) -> int:
     dtype = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
     problem = _problem(n_points, dtype)
 
-    results = {}
-    for name, widths in WIDTH_GRIDS.items():
-        r = _bench_grid(widths, problem, point_chunk, repeats)
-        results[name] = r
+    config = {
+        "quick": args.quick,
+        "n_points": n_points,
+        "n_atoms": N_ATOMS,
+        "n_eps": N_EPS,
+        "d": D,
+        "t": T,
+        "point_chunk": point_chunk,
+        "repeats": repeats,
+        "dtype": jnp.dtype(dtype).name,
+        "timing": "median wall-clock of repeats after the first (compiling) call",
+        "throughput_unit": "atom-evaluations/s = E*P*N / time",
+    }
+    try:
+        run = Runner(args.out, kind="benchmarks.sweep", config=config, resume=args.resume)
+    except ResultsError as e:
+        print(f"python -m benchmarks.sweep: {e}", file=sys.stderr)
+        return 2
+    results = run.run(
+        list(WIDTH_GRIDS),
+        lambda name: _bench_grid(WIDTH_GRIDS[name], problem, point_chunk, repeats),
+    )
+    for name, r in results.items():
         print(
             f"{name:>9} W={r['n_widths']:2d}: sweep {r['sweep_s'] * 1e3:9.2f} ms "
             f"({r['sweep_atom_evals_per_s']:.3e} atom-evals/s), naive {r['naive_s'] * 1e3:9.2f} ms "
@@ -151,26 +170,7 @@ def main(argv: list[str] | None = None) -> int:
             f"max |diff| {r['max_abs_diff_vs_naive']:.1e}",
             flush=True,
         )
-    report = {
-        "benchmark": "sweep",
-        "config": {
-            "quick": args.quick,
-            "n_points": n_points,
-            "n_atoms": N_ATOMS,
-            "n_eps": N_EPS,
-            "d": D,
-            "t": T,
-            "point_chunk": point_chunk,
-            "repeats": repeats,
-            "dtype": jnp.dtype(dtype).name,
-            "timing": "median wall-clock of repeats after the first (compiling) call",
-            "throughput_unit": "atom-evaluations/s = E*P*N / time",
-        },
-        "results": results,
-        "provenance": provenance(),
-    }
-    path = atomic_write_json(args.out, report)
-    print(f"wrote {path}")
+    print(f"wrote {run.save(benchmark='sweep')}")
     return 0
 
 

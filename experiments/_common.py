@@ -1,19 +1,19 @@
-"""Shared plumbing for the experiment scripts: arguments, resumable units, atomic results.
+"""Shared plumbing for the experiment scripts: arguments, resumable units, figures.
 
 An experiment is a list of independent *units* (one ``(eps, seed)`` fit, one dimension
-``d``, …). Each finished unit is written to ``results/<name>/results.json`` at once
-(atomically, via :mod:`hjax._io`), so an interrupted run loses at most the unit in
-flight, and ``--resume`` skips every unit already stored — provided the stored run used
-the same configuration (otherwise the script refuses, rather than mixing two runs).
+``d``, …), computed by :class:`hjax.runner.Runner`: each finished unit is written to
+``results/<name>/results.json`` at once (atomically), so an interrupted run loses at most
+the unit in flight, and ``--resume`` skips every unit already stored — provided the stored
+run used the same configuration, version, backend and x64 setting (otherwise the script
+refuses, rather than mixing two runs). A corrupt or unwritable results file is reported
+with what to do, and the script exits 2 (:func:`entry_point`).
 """
 
 import argparse
+import functools
 import io
-import json
 import sys
-import time
 from collections.abc import Callable, Sequence
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -23,16 +23,21 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
 
-from hjax._io import atomic_write_bytes, atomic_write_json, provenance, read_json  # noqa: E402
+from hjax.runner import (  # noqa: E402
+    ResultsError,
+    Runner,
+    atomic_write_bytes,
+    atomic_write_json,
+    format_table,
+)
 
 __all__ = [
-    "ConfigMismatch",
     "Run",
     "enable_x64",
+    "entry_point",
     "error_by_dimension_figure",
     "parse_args",
     "plt",
-    "table",
 ]
 
 
@@ -43,8 +48,21 @@ def enable_x64() -> None:
     jax.config.update("jax_enable_x64", True)
 
 
-class ConfigMismatch(RuntimeError):
-    """``--resume`` found results made with a different configuration."""
+def entry_point(main: Callable[[Sequence[str] | None], int]):
+    """Wrap an experiment's ``main(argv) -> int``: a results error (corrupt or unwritable
+    ``results.json``, ``--resume`` of another configuration or setup) is printed with what to
+    do, and the exit status is 2 — never a raw traceback."""
+
+    @functools.wraps(main)
+    def wrapped(argv: Sequence[str] | None = None) -> int:
+        try:
+            return main(argv)
+        except ResultsError as e:
+            prog = main.__module__.replace("__main__", "experiment")
+            print(f"python -m {prog}: {e}", file=sys.stderr)
+            return 2
+
+    return wrapped
 
 
 def parse_args(name: str, doc: str | None, argv: Sequence[str] | None) -> argparse.Namespace:
@@ -65,11 +83,6 @@ def parse_args(name: str, doc: str | None, argv: Sequence[str] | None) -> argpar
     return args
 
 
-def _normalised(obj: Any) -> Any:
-    """The JSON round trip of ``obj``: what a stored config compares equal to."""
-    return json.loads(json.dumps(obj))
-
-
 class Run:
     """One run of an experiment: its config, its finished units, its results folder.
 
@@ -77,51 +90,42 @@ class Run:
         name: experiment name (``results/<name>``).
         args: parsed arguments (``quick``, ``out``, ``resume``).
         config: every parameter that determines the units' results (JSON-able).
+
+    Raises:
+        hjax.runner.ResultsError: unwritable folder; with ``--resume``, a corrupt store or
+            one made with another configuration, version, backend or x64 setting.
     """
 
     def __init__(self, name: str, args: argparse.Namespace, config: dict[str, Any]):
         self.name = name
         self.out = Path(args.out)
-        self.config = _normalised(config)
-        self.units: dict[str, dict[str, Any]] = {}
-        self.resumed: list[str] = []
-        self.start = time.perf_counter()
-        results = self.out / "results.json"
-        if args.resume and results.exists():
-            stored = read_json(results)
-            if stored.get("config") != self.config:
-                raise ConfigMismatch(
-                    f"--resume: {results} was written with a different configuration; "
-                    "run without --resume (to start over) or choose another --out."
-                )
-            self.units = dict(stored.get("units", {}))
+        self.runner = Runner(
+            self.out / "results.json",
+            kind=f"experiments.{name}",
+            config=config,
+            resume=args.resume,
+            label=name,
+        )
+        self.config = self.runner.config
         atomic_write_json(
             self.out / "config.json",
             {"experiment": name, "config": self.config, "argv": args.argv, "quick": args.quick},
         )
 
+    @property
+    def units(self) -> dict[str, dict[str, Any]]:
+        """Every stored unit, by key."""
+        return self.runner.units
+
+    @property
+    def resumed(self) -> list[str]:
+        """The units of the last :meth:`run_units` call that were reused from the store."""
+        return self.runner.resumed
+
     def run_units(self, keys: Sequence[str], compute: Callable[[str], dict[str, Any]]) -> None:
-        """Compute every unit not stored yet, saving after each; print progress and ETA."""
-        todo = [k for k in keys if k not in self.units]
-        self.resumed = [k for k in keys if k in self.units]
-        for k in self.resumed:
-            print(f"[{self.name}] resumed {k}", flush=True)
-        t0 = time.perf_counter()
-        for i, key in enumerate(todo, 1):
-            start = time.perf_counter()
-            result = compute(key)
-            seconds = time.perf_counter() - start
-            result["seconds"] = seconds
-            result["finished_at"] = datetime.now(timezone.utc).isoformat()
-            self.units[key] = result
-            self._write(complete=False)
-            elapsed = time.perf_counter() - t0
-            left = elapsed / i * (len(todo) - i)
-            print(
-                f"[{self.name}] {i}/{len(todo)} {key}: {seconds:.1f} s "
-                f"(elapsed {elapsed:.1f} s, ~{left:.0f} s left)",
-                flush=True,
-            )
+        """Compute every unit not stored yet, saving after each, with progress."""
+        self.runner.run(keys, compute)
+        self._save(complete=False)
 
     def finish(
         self,
@@ -142,26 +146,20 @@ class Run:
             plt.close(fig)
             path = atomic_write_bytes(self.out / "figure.png", buf.getvalue())
             payload["figure"] = path.name
-        self._write(complete=True, **payload)
-        print(table(["claim", "measured", "expected", "verdict"], _claim_rows(claims)))
+        self._save(complete=True, **payload)
+        print(format_table(["claim", "measured", "expected", "verdict"], _claim_rows(claims)))
         ok = all(c["holds"] for c in claims)
         verdict = "all claims hold" if ok else "A CLAIM FAILS"
-        print(f"[{self.name}] {verdict}; results in {self.out}/", flush=True)
+        print(
+            f"[{self.name}] {verdict}; {self.runner.seconds:.1f} s of units; "
+            f"results in {self.out}/",
+            flush=True,
+        )
         return 0 if ok else 1
 
-    def _write(self, complete: bool, **payload: Any) -> None:
-        atomic_write_json(
-            self.out / "results.json",
-            {
-                "experiment": self.name,
-                "complete": complete,
-                "config": self.config,
-                "units": self.units,
-                "resumed_units": self.resumed,
-                "seconds": time.perf_counter() - self.start,
-                **payload,
-                "provenance": provenance(),
-            },
+    def _save(self, complete: bool, **payload: Any) -> None:
+        self.runner.save(
+            experiment=self.name, complete=complete, resumed_units=self.resumed, **payload
         )
 
 
@@ -170,15 +168,6 @@ def _claim_rows(claims: list[dict[str, Any]]) -> list[list[str]]:
         [c["claim"], f"{c['measured']:.4g}", c["expected"], "PASS" if c["holds"] else "FAIL"]
         for c in claims
     ]
-
-
-def table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """A plain fixed-width text table."""
-    cells = [[str(c) for c in header]] + [[str(c) for c in r] for r in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
-    lines = [fmt.format(*cells[0]), "  ".join("-" * w for w in widths)]
-    return "\n".join(lines + [fmt.format(*r) for r in cells[1:]])
 
 
 def error_by_dimension_figure(

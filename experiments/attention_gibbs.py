@@ -29,7 +29,8 @@ import jax.numpy as jnp
 import numpy as np
 
 import hjax
-from experiments._common import Run, enable_x64, error_by_dimension_figure, parse_args, table
+from experiments._common import Run, enable_x64, entry_point, error_by_dimension_figure, parse_args
+from hjax.runner import format_table as table
 
 NAME = "attention_gibbs"
 COMPARISONS = ("autodiff_lse", "autodiff_plain", "numpy")
@@ -112,6 +113,7 @@ def _figure(config: dict, units: list[dict]):
     )
 
 
+@entry_point
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(NAME, __doc__, argv)
     enable_x64()

@@ -30,7 +30,8 @@ import numpy as np
 import optax
 
 import hjax
-from experiments._common import Run, enable_x64, parse_args, plt, table
+from experiments._common import Run, enable_x64, entry_point, parse_args, plt
+from hjax.runner import format_table as table
 
 NAME = "hessian_bound"
 
@@ -233,6 +234,7 @@ def _figure(config: dict, units: list[dict]):
     return fig
 
 
+@entry_point
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(NAME, __doc__, argv)
     enable_x64()

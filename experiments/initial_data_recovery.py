@@ -36,7 +36,8 @@ import numpy as np
 import optax
 
 import hjax
-from experiments._common import Run, enable_x64, parse_args, plt, table
+from experiments._common import Run, enable_x64, entry_point, parse_args, plt
+from hjax.runner import format_table as table
 
 NAME = "initial_data_recovery"
 
@@ -260,6 +261,7 @@ def _figure(config: dict, units: list[dict], info: dict):
     return fig
 
 
+@entry_point
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(NAME, __doc__, argv)
     enable_x64()
@@ -331,7 +333,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ordered = [trop[i] for i in order]
     decreasing = all(b < a for a, b in zip(ordered, ordered[1:], strict=False))
     (i, j) = order[-2:]  # the two smallest eps
-    slope = float(np.log(trop[i] / trop[j]) / np.log(config["eps"][i] / config["eps"][j]))
+    slope = hjax.loglog_fit([config["eps"][j], config["eps"][i]], [trop[j], trop[i]]).slope
     summary["tropical"]["loglog_slope_two_smallest_eps"] = slope
     claims = [
         {

@@ -35,7 +35,8 @@ import jax.numpy as jnp
 import numpy as np
 
 import hjax
-from experiments._common import Run, enable_x64, error_by_dimension_figure, parse_args, table
+from experiments._common import Run, enable_x64, entry_point, error_by_dimension_figure, parse_args
+from hjax.runner import format_table as table
 
 NAME = "transformer_identity"
 CHECKS = ("ffn_unit", "attention_log_partition", "block")
@@ -154,6 +155,7 @@ def _figure(config: dict, units: list[dict]):
     )
 
 
+@entry_point
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(NAME, __doc__, argv)
     enable_x64()

@@ -14,80 +14,84 @@ viscosity eps (quadratic Hamiltonian, ``A = I``, time t):
                  eps → 0 (vanishing viscosity, Thm 7.1(iv))
 
 Each function here *measures* one arrow against a reference that does not use the quantity
-under test, and returns plain numbers (floats, NumPy arrays, dicts) that
-:mod:`hjax.verify.diagram` turns into rows and :func:`plot_commutative_diagram` draws:
+under test (:mod:`hjax.reference`) and returns a typed, immutable result (a frozen
+dataclass of floats and read-only NumPy arrays) that :mod:`hjax.verify.diagram` turns into
+rows:
 
-* (i)   :func:`layer_identity_errors` — the layer is the Hopf–Cole solution, exactly.
-* (ii)  :func:`semigroup_errors`, :func:`composition_errors` — the heat semigroup
-  ``T_{t2} T_{t1} = T_{t1+t2}`` and the depth-L point-evaluation error of Thm E.1.
-* (iii) :func:`quadrature_errors` — ``u^N_eps → u_eps`` on grid (midpoint) and nested
-  (Halton) measures, rate and eps-uniform constant.
-* (iv)  :func:`viscosity_errors` — ``u_eps → u_0``, fitted rate.
-* (v)   :func:`error_surface` — ``E(eps, N) = sup_x |u^N_eps − u_0|`` from one
-  :func:`hjax.sweep.hopf_cole_sweep` call: both iterated limits and the optimal viscosity
-  ``eps*(N)`` (Thm 8.1).
+* (i)   :func:`layer_identity_errors` → :class:`LayerIdentity` — the layer is the
+  Hopf–Cole solution, exactly; :func:`sweep_errors` → :class:`SweepErrors` — the compiled
+  eps × width sweep equals brute-force :func:`hjax.hopf_cole` at every width.
+* (ii)  :func:`semigroup_errors` → :class:`SemigroupErrors`, :func:`composition_errors` →
+  :class:`CompositionErrors` — ``T_{t2} T_{t1} = T_{t1+t2}`` and the depth-L
+  point-evaluation error of Thm E.1.
+* (iii) :func:`quadrature_errors` → :class:`QuadratureErrors` — ``u^N_eps → u_eps`` on the
+  midpoint grid and the nested Halton rule, with the Hopf–Lax covering bounds of the atoms;
+  :func:`shifted_tropical_errors` → :class:`ShiftedTropicalErrors` — the eps = 0 corner
+  averaged over random shifts of the nested rule (randomized QMC).
+* (iv)  :func:`viscosity_errors` → :class:`ViscosityErrors` — ``u_eps → u_0``.
+* (v)   :func:`error_surface` → :class:`ErrorSurface` — ``E(eps, N) = sup_x |u^N_eps − u_0|``
+  from one :func:`hjax.sweep.hopf_cole_sweep` call: both iterated limits, the Maslov
+  sandwich at fixed N, and the optimal viscosity ``eps*(N)`` of Thm 8.1.
 
-**References.** The initial data are radial and Lipschitz (:data:`CONE` ``|y|``,
-:data:`SMOOTH_CONE` ``√(1+|y|²)``, :data:`CONCAVE_CONE` ``−|y|``), so both continuous solutions
-reduce to one-dimensional problems along the ray through x: ``u_0`` is a scalar minimisation
-with a closed-form (or bisected) minimiser (:func:`hopf_lax_radial`), and ``u_eps`` is a radial
-integral against the angular mean of ``exp(s cos θ)`` (``cosh s``, ``I_0(s)``,
-``sinh(s)/s`` in d = 1, 2, 3), computed with graded Gauss–Legendre panels
-(:func:`hopf_cole_radial`). Neither is a d-dimensional quadrature of the kind under test.
-For quadratic data the Hopf–Cole solution is Gaussian (:func:`quadratic_hopf_cole`).
+**Covering bounds at eps = 0.** For L-Lipschitz g and a minimiser ``y*`` of the Hopf–Lax
+problem at x (so ``|x − y*|/t <= L``), any atom ``y_j = y* + δ`` gives
+``u^N_0(x) − u_0(x) <= 2L|δ| + |δ|²/(2t)``; hence with the *dispersion*
+``ρ_N = max_x min_j |y*(x) − y_j|`` over the queries,
 
-What the measurements show (they are recomputed, never assumed; see ``hjax verify``):
-the uniform-in-eps quadrature rate is exactly ``N^{-1/d}`` (attained as eps → 0 when the
-kink of g falls between atoms) while each fixed eps > 0 converges faster (midpoint rule:
-``N^{-2/d}`` or better, a cone's isolated kink gives ``h^{d+1}``); the viscous bias of a
-Lipschitz kink is ``(d/2)·eps·log(1/eps)``, well inside the ``√eps`` bound of THEORY §4;
-and the minimiser of the error surface is ``eps*(N) ∝ N^{-2/d}`` (a shallow minimum, the
-heat normalization trading the eps = 0 error ``O(h)`` against ``eps log(eps^{d/2}/h^d)``),
-not THEORY §8's ``N^{-1/d}``; what follows the grid spacing is the *knee*, the largest
-viscosity that costs no accuracy, which tracks the eps = 0 error ``E(0, N) ∝ h`` up to
-logarithms (fitted exponents about ``−1.2/d`` to ``−1.6/d`` on the measured ranges).
+.. math::
+
+    \sup_x |u^N_0 - u_0| \le 2L\rho_N + \frac{\rho_N^2}{2t},
+
+and for a radial g with a non-decreasing profile and ``x = 0`` among the queries,
+``sup_x |u^N_0 − u_0| >= G(ρ⁰_N) − G(0) + (ρ⁰_N)²/(2t)`` with ``ρ⁰_N = min_j |y_j|``.
+Both are pure geometry of the atoms: they never evaluate a Hopf–Cole or Hopf–Lax sum.
+
+What the measurements show (recomputed by ``hjax verify``, never assumed): the eps-uniform
+quadrature rate is ``N^{-1/d}``, attained at eps = 0 (the kink of g between atoms), while a
+fixed eps > 0 converges at ``N^{-(d+1)/d}`` on the midpoint grid once ``h ≪ √(eps t)`` (the
+heat-kernel integrand is smooth except at the cone's kink, whose cell costs ``h^{d+1}``);
+the viscous bias is ``c·eps·log(1/eps) + O(eps)`` with ``c = d/2`` at a convex kink,
+``(d−1)/2`` at the concave cone's sphere of minimisers and 0 for smooth data, well inside the
+``√eps`` bound of THEORY §4. Thm 8.1 states ``eps* ≍ N^{-1/d}``; the argmin of the measured
+error surface falls like ``N^{-2/d}`` instead (a shallow minimum: with the heat normalization
+``E(eps, N) ≈ E(0, N) + eps·log(eps^{d/2}/h^d)`` for ``eps ≪ h``), and the paper's
+prescription ``eps = N^{-1/d}`` is compared with the optimum on the same surface.
 """
 
 import dataclasses
 import functools
 import math
-import os
-import tempfile
 from collections.abc import Callable, Sequence
-from pathlib import Path
-from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.scipy.special import i0e
 from jaxtyping import PRNGKeyArray
 
-from . import _validate
-from ._types import Array, ArrayLike, Float, ScalarLike
+from ._types import Array, Bool, Float, Int
 from .hopf_cole import hopf_cole
 from .layers import hj_to_lse, lse_layer, quadratic_shift
 from .measures import grid_measure, nested_measure
+from .reference.radial import RadialDatum, hopf_lax_argmin_radial, radial_reference
 from .sweep import hopf_cole_sweep
 
 __all__ = [
-    "CONCAVE_CONE",
-    "CONE",
-    "DATA",
-    "SMOOTH_CONE",
-    "RadialDatum",
+    "CompositionErrors",
+    "ErrorSurface",
+    "LayerIdentity",
+    "QuadratureErrors",
+    "SemigroupErrors",
+    "ShiftedTropicalErrors",
+    "SweepErrors",
+    "ViscosityErrors",
     "composition_errors",
     "error_surface",
-    "hopf_cole_radial",
-    "hopf_lax_radial",
     "layer_identity_errors",
-    "loglog_slope",
-    "plot_commutative_diagram",
-    "quadratic_datum",
-    "quadratic_hopf_cole",
     "quadrature_errors",
     "query_points",
     "semigroup_errors",
+    "shifted_tropical_errors",
+    "sweep_errors",
     "truncation_box",
     "viscosity_errors",
 ]
@@ -97,411 +101,288 @@ __all__ = [
 Floats = Sequence[float] | np.ndarray
 Ints = Sequence[int] | np.ndarray
 
+#: A continuous-solution reference: ``reference(x (P, d), t, eps (E,)) -> (E, P)`` giving
+#: ``u_eps(x, t)`` (``u_0`` where eps = 0). The measurements default to the radial one
+#: (:func:`hjax.reference.radial_reference`); pass another (Feynman–Kac, a PDE solver) to
+#: cross-check, or a wrong one to see the checks fail.
+Reference = Callable[[Array, float, np.ndarray], np.ndarray]
+
 
 # --------------------------------------------------------------------------------------
-# Radial initial data
+# Typed results
 # --------------------------------------------------------------------------------------
 
 
-@dataclasses.dataclass(frozen=True)
-class RadialDatum:
-    r"""Radial initial data ``g(y) = α|y| + β√(1 + |y|²) + γ|y|²/2`` (``β, γ >= 0``).
+@dataclasses.dataclass(frozen=True, eq=False)
+class _Measurement:
+    """Base of the results: NumPy fields are copied and made read-only."""
 
-    The family holds Theorem 7.1's examples — :data:`CONE` ``|y|`` (convex kink),
-    :data:`SMOOTH_CONE` ``√(1+|y|²)`` (smooth), :data:`CONCAVE_CONE` ``−|y|`` (non-convex)
-    — and the Gaussian case ``γ|y|²/2`` (:func:`quadratic_datum`). For radial g the
-    Hopf–Lax infimum is attained on the ray through x (for ``|y| = r`` fixed, ``|x − y|`` is
-    smallest for y parallel to x), so
+    def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, np.ndarray):
+                value = np.array(value)
+                value.flags.writeable = False
+                object.__setattr__(self, field.name, value)
 
-    .. math::
 
-        u_0(x, t) = \min_{r \ge 0} \varphi(r),\qquad
-        \varphi(r) = \frac{(r - |x|)^2}{2t} + \alpha r + \beta\sqrt{1 + r^2}
-            + \frac{\gamma r^2}{2},
-
-    a convex problem in r (``β, γ >= 0``) whose minimiser is found by bisection of
-    ``φ'`` on ``[0, |x| + t(|α| + β)]``. The coefficients enter compiled code as traced
-    numbers: every datum shares one compilation.
+@dataclasses.dataclass(frozen=True, eq=False)
+class LayerIdentity(_Measurement):
+    """Thm 7.1(i): ``max_x |layer − hopf_cole|`` for each case (dimension, eps, weights, metric).
 
     Attributes:
-        name: short identifier (``"cone"``).
-        alpha: coefficient of ``|y|`` (any sign).
-        beta: coefficient of ``√(1 + |y|²)`` (``>= 0``).
-        gamma: coefficient of ``|y|²/2`` (``>= 0``; g is Lipschitz iff ``gamma == 0``).
-
-    Example:
-        >>> import jax.numpy as jnp
-        >>> float(CONE(jnp.array([3.0, 4.0]))), CONE.lipschitz
-        (5.0, 1.0)
+        d, eps, weighted, metric: the case of each entry (``C`` cases).
+        errors: the max error over the queries of each case.
     """
 
-    name: str
-    alpha: float = 0.0
-    beta: float = 0.0
-    gamma: float = 0.0
+    d: Int[np.ndarray, " C"]
+    eps: Float[np.ndarray, " C"]
+    weighted: Bool[np.ndarray, " C"]
+    metric: Bool[np.ndarray, " C"]
+    errors: Float[np.ndarray, " C"]
 
-    def __post_init__(self):
-        for field in ("alpha", "beta", "gamma"):
-            value = getattr(self, field)
-            if not isinstance(value, int | float) or not math.isfinite(value):
-                raise ValueError(f"`{field}` must be a finite number; got {value!r}.")
-        if self.beta < 0 or self.gamma < 0:
+    @property
+    def max_error(self) -> float:
+        """The largest error over all cases."""
+        return float(self.errors.max())
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class SweepErrors(_Measurement):
+    """The compiled sweep against brute-force :func:`hjax.hopf_cole` at every width.
+
+    Attributes:
+        d: space dimension.
+        box: half-width of the box of the nested rule.
+        widths: the prefix lengths n of the sweep.
+        eps: the viscosities (including 0).
+        errors: ``errors[e, w] = max_x |sweep[e, w] − hopf_cole(x, y[:n_w], …, eps_e)|``.
+    """
+
+    d: int
+    box: float
+    widths: Int[np.ndarray, " W"]
+    eps: Float[np.ndarray, " E"]
+    errors: Float[np.ndarray, "E W"]
+
+    @property
+    def max_error(self) -> float:
+        """The largest error over every eps and width."""
+        return float(self.errors.max())
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class SemigroupErrors(_Measurement):
+    """Thm 7.1(ii) on midpoint grids: two heat steps against one, and against ``u_eps``.
+
+    Attributes:
+        datum, d, eps, t1, t2, box: the setting.
+        n_atoms: ``N = n^d`` of each grid.
+        two_vs_one: ``sup_x |T_{t2} T_{t1} g − T_{t1+t2} g|`` (both on the atoms).
+        two_vs_reference: ``sup_x |T_{t2} T_{t1} g − u_eps(·, t1 + t2)|``.
+        one_vs_reference: ``sup_x |T_{t1+t2} g − u_eps(·, t1 + t2)|``.
+    """
+
+    datum: str
+    d: int
+    eps: float
+    t1: float
+    t2: float
+    box: float
+    n_atoms: Float[np.ndarray, " W"]
+    two_vs_one: Float[np.ndarray, " W"]
+    two_vs_reference: Float[np.ndarray, " W"]
+    one_vs_reference: Float[np.ndarray, " W"]
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class CompositionErrors(_Measurement):
+    """Thm E.1: depth-L compositions of re-sampled heat steps against ``u_eps(·, T)``.
+
+    Attributes:
+        datum, d, eps, total_time, box: the setting.
+        n_atoms: ``N = n^d`` of each grid.
+        depths: the depths L.
+        errors: ``errors[l, w] = sup_x |(depth-L network on N_w atoms) − u_eps(·, T)|``.
+    """
+
+    datum: str
+    d: int
+    eps: float
+    total_time: float
+    box: float
+    n_atoms: Float[np.ndarray, " W"]
+    depths: Int[np.ndarray, " L"]
+    errors: Float[np.ndarray, "L W"]
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class QuadratureErrors(_Measurement):
+    """Thm 7.1(iii): ``sup_x |u^N_eps − u_eps|`` for one rule, with the covering bounds.
+
+    Attributes:
+        datum, d, rule, t, box, lipschitz: the setting.
+        n_atoms: N of each rule.
+        eps: the viscosities (0 is the tropical corner ``u^N_0 → u_0``).
+        errors: ``errors[e, w] = sup_x |u^{N_w}_{eps_e} − u_{eps_e}|``.
+        dispersion: ``ρ_N = max_x min_j |y*(x) − y_j|`` (Hopf–Lax minimisers to atoms).
+        kink_gap: ``ρ⁰_N = min_j |y_j|`` (the kink of radial data to the atoms).
+        upper: ``2Lρ_N + ρ_N²/(2t)``, an upper bound on ``errors`` at eps = 0.
+        lower: ``G(ρ⁰_N) − G(0) + (ρ⁰_N)²/(2t)`` where it is a lower bound on ``errors`` at
+            eps = 0 (non-decreasing profile, ``x = 0`` a query), else 0.
+    """
+
+    datum: str
+    d: int
+    rule: str
+    t: float
+    box: float
+    lipschitz: float
+    n_atoms: Float[np.ndarray, " W"]
+    eps: Float[np.ndarray, " E"]
+    errors: Float[np.ndarray, "E W"]
+    dispersion: Float[np.ndarray, " W"]
+    kink_gap: Float[np.ndarray, " W"]
+    upper: Float[np.ndarray, " W"]
+    lower: Float[np.ndarray, " W"]
+
+    @property
+    def envelope(self) -> Float[np.ndarray, " W"]:
+        """``sup_eps errors``: the eps-uniform error of Thm 7.1(iii)."""
+        return self.errors.max(axis=0)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class ShiftedTropicalErrors(_Measurement):
+    """``sup_x |u^N_0 − u_0|`` of the nested rule under independent random shifts.
+
+    Attributes:
+        datum, d, t, box: the setting.
+        n_atoms: the prefix lengths N.
+        errors: ``errors[r, w]`` for shift r and width w.
+    """
+
+    datum: str
+    d: int
+    t: float
+    box: float
+    n_atoms: Float[np.ndarray, " W"]
+    errors: Float[np.ndarray, "R W"]
+
+    @property
+    def mean(self) -> Float[np.ndarray, " W"]:
+        """The mean over the shifts: the randomized-QMC error at each width."""
+        return self.errors.mean(axis=0)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class ViscosityErrors(_Measurement):
+    r"""Thm 7.1(iv): ``sup_x |u_eps − u_0|`` (no atoms) and its Laplace fit.
+
+    Attributes:
+        datum, d, t: the setting.
+        eps: the viscosities (> 0).
+        errors: ``sup_x |u_eps − u_0|``.
+        c_log, c_lin: the least-squares fit ``errors ≈ eps (c_log log(1/eps) + c_lin)``.
+    """
+
+    datum: str
+    d: int
+    t: float
+    eps: Float[np.ndarray, " E"]
+    errors: Float[np.ndarray, " E"]
+    c_log: float
+    c_lin: float
+
+    @property
+    def model_residual(self) -> float:
+        """Largest relative residual of the Laplace fit."""
+        model = self.eps * (self.c_log * np.log(1 / self.eps) + self.c_lin)
+        return float(np.max(np.abs(model - self.errors) / self.errors))
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class ErrorSurface(_Measurement):
+    r"""Thm 7.1(v) and Thm 8.1: the error surface of the nested rule, from one sweep.
+
+    Attributes:
+        datum, d, t, box, lipschitz: the setting.
+        eps: the viscosities, increasing, ``eps[0] = 0``.
+        n_atoms: the prefix lengths N, increasing.
+        errors: ``E(eps, N) = sup_x |u^N_eps − u_0|``.
+        quadrature: ``sup_x |u^N_eps − u_eps|`` (Thm 7.1(iii) for the nested rule).
+        continuum: ``sup_x |u_eps − u_0|`` (N = ∞).
+        maslov_low, maslov_high: ``min_x`` and ``max_x`` of ``u^{N_max}_0 − ũ^{N_max}_eps``,
+            ``ũ`` the counting-measure solution (the heat normalization and the weights
+            ``vol/N`` removed, THEORY §2); the sandwich of §4 puts it in ``[0, eps log N]``.
+        dispersion, kink_gap, upper, lower: the covering geometry of each prefix
+            (see :class:`QuadratureErrors`).
+        knee_factor: the tolerance factor of :attr:`eps_knee`.
+    """
+
+    datum: str
+    d: int
+    t: float
+    box: float
+    lipschitz: float
+    eps: Float[np.ndarray, " E"]
+    n_atoms: Float[np.ndarray, " W"]
+    errors: Float[np.ndarray, "E W"]
+    quadrature: Float[np.ndarray, "E W"]
+    continuum: Float[np.ndarray, " E"]
+    maslov_low: Float[np.ndarray, " E"]
+    maslov_high: Float[np.ndarray, " E"]
+    dispersion: Float[np.ndarray, " W"]
+    kink_gap: Float[np.ndarray, " W"]
+    upper: Float[np.ndarray, " W"]
+    lower: Float[np.ndarray, " W"]
+    knee_factor: float
+
+    @property
+    def tropical_edge(self) -> Float[np.ndarray, " W"]:
+        """``E(0, N)``: the path ``lim_N lim_eps``."""
+        return self.errors[0]
+
+    @property
+    def viscous_edge(self) -> Float[np.ndarray, " E"]:
+        """``E(eps, N_max)``: the path ``lim_eps lim_N`` at the largest width."""
+        return self.errors[:, -1]
+
+    @property
+    def eps_star(self) -> Float[np.ndarray, " W"]:
+        """``argmin_eps E(eps, N)`` at each width (Thm 8.1; 0 when eps = 0 is best)."""
+        return self.eps[np.argmin(self.errors, axis=0)]
+
+    @property
+    def eps_knee(self) -> Float[np.ndarray, " W"]:
+        """The largest eps with ``E(eps, N) <= knee_factor · min_eps E(eps, N)``."""
+        ok = self.errors <= self.knee_factor * self.errors.min(axis=0)
+        return np.asarray([self.eps[ok[:, w]].max() for w in range(self.n_atoms.size)])
+
+    def prescribed(self, power: float) -> Float[np.ndarray, " W"]:
+        """``E(N^power, N)`` at each width: the error of the prescription ``eps = N^power``.
+
+        Raises:
+            ValueError: if some ``N^power`` is not one of :attr:`eps` (build the grid with
+                those values, e.g. ``np.union1d(grid, widths ** power)``).
+        """
+        target = self.n_atoms**power
+        index = np.searchsorted(self.eps, target).clip(0, self.eps.size - 1)
+        if not np.allclose(self.eps[index], target, rtol=1e-12, atol=0):
             raise ValueError(
-                f"`beta` and `gamma` must be >= 0 (a convex radial problem); got "
-                f"beta={self.beta!r}, gamma={self.gamma!r}."
+                f"`eps_values` must contain N^{power:g} for every width; got {self.eps}."
             )
-
-    @property
-    def lipschitz(self) -> float | None:
-        """Lipschitz constant ``|α| + β`` of g, or ``None`` when ``γ > 0``."""
-        return None if self.gamma > 0 else abs(self.alpha) + self.beta
-
-    @property
-    def label(self) -> str:
-        """The formula, for plots and reports (``"|y|"``)."""
-        terms = [
-            (self.alpha, "|y|"),
-            (self.beta, "√(1+|y|²)"),
-            (self.gamma, "|y|²/2"),
-        ]
-        text = ""
-        for c, term in terms:
-            if c == 0:
-                continue
-            sign = "−" if c < 0 else ("+" if text else "")
-            coeff = "" if abs(c) == 1 else f"{abs(c):g}"
-            text += f"{' ' if text else ''}{sign}{' ' if text else ''}{coeff}{term}"
-        return text or "0"
-
-    def coefficients(self, dtype=None) -> Float[Array, "3"]:
-        """``(α, β, γ)`` as an array (a traced input of the compiled references)."""
-        return jnp.asarray([self.alpha, self.beta, self.gamma], dtype=dtype)
-
-    def __call__(self, y: Float[ArrayLike, "*batch d"]) -> Float[Array, "*batch"]:
-        """``g(y)`` for points ``y`` of shape ``(*batch, d)``."""
-        y = jnp.asarray(y, _validate.float_dtype(y))
-        return _profile(_norm(y), self.coefficients(y.dtype))
-
-
-def _norm(y: Array) -> Array:
-    return jnp.sqrt(jnp.sum(y * y, axis=-1))
-
-
-def _profile(r: Array, c: Array) -> Array:
-    """``G(r) = α r + β √(1 + r²) + γ r²/2``."""
-    return c[0] * r + c[1] * jnp.sqrt(1 + r * r) + c[2] * r * r / 2
-
-
-def _minimizer(a: Array, t: Array, c: Array) -> Array:
-    """``argmin_{r >= 0} (r − a)²/(2t) + G(r)`` by 80 bisections of the increasing ``φ'``."""
-
-    def slope(r):
-        return (r - a) / t + c[0] + c[1] * r / jnp.sqrt(1 + r * r) + c[2] * r
-
-    def step(_, bracket):
-        lo, hi = bracket
-        mid = (lo + hi) / 2
-        up = slope(mid) > 0
-        return jnp.where(up, lo, mid), jnp.where(up, mid, hi)
-
-    hi = a + t * (jnp.abs(c[0]) + c[1])
-    lo, hi = jax.lax.fori_loop(0, 80, step, (jnp.zeros_like(a), hi))
-    return (lo + hi) / 2
-
-
-def _hopf_lax_of_norm(a: Array, t: Array, c: Array) -> Array:
-    r = _minimizer(a, t, c)
-    return (r - a) ** 2 / (2 * t) + _profile(r, c)
-
-
-#: ``g(y) = |y|``: convex, 1-Lipschitz, a kink at 0. ``u_0`` is the Moreau envelope
-#: ``|x|²/(2t)`` for ``|x| <= t`` and ``|x| − t/2`` beyond.
-CONE = RadialDatum("cone", alpha=1.0)
-#: ``g(y) = √(1 + |y|²)``: convex, smooth, 1-Lipschitz.
-SMOOTH_CONE = RadialDatum("smooth", beta=1.0)
-#: ``g(y) = −|y|``: concave (non-convex), 1-Lipschitz; ``u_0 = −|x| − t/2``, and at
-#: ``x = 0`` the whole sphere ``|y| = t`` minimises (a shock of the inviscid solution).
-CONCAVE_CONE = RadialDatum("concave", alpha=-1.0)
-#: The Lipschitz data of Theorem 7.1, by name.
-DATA: dict[str, RadialDatum] = {g.name: g for g in (CONE, SMOOTH_CONE, CONCAVE_CONE)}
-
-
-def quadratic_datum(curvature: float) -> RadialDatum:
-    r"""``g(y) = c|y|²/2`` (not Lipschitz): the Gaussian case (see :func:`quadratic_hopf_cole`).
-
-    Example:
-        >>> import jax.numpy as jnp
-        >>> float(quadratic_datum(2.0)(jnp.array([3.0, 4.0])))  # 2 · 5² / 2
-        25.0
-    """
-    if not (isinstance(curvature, int | float) and curvature > 0):
-        raise ValueError(f"`curvature` must be a number > 0; got {curvature!r}.")
-    return RadialDatum(f"quadratic({curvature:g})", gamma=float(curvature))
+        return self.errors[index, np.arange(self.n_atoms.size)]
 
 
 # --------------------------------------------------------------------------------------
-# References: u_0 and u_eps by one-dimensional radial reductions
+# Shared helpers
 # --------------------------------------------------------------------------------------
-
-
-def hopf_lax_radial(
-    x: Float[ArrayLike, "*batch d"], t: ScalarLike, datum: RadialDatum
-) -> Float[Array, "*batch"]:
-    r"""Continuous Hopf–Lax solution (Moreau envelope) of radial data (THEORY §4).
-
-    .. math::
-
-        u_0(x, t) = \inf_y \Big[\frac{|x - y|^2}{2t} + g(y)\Big]
-                  = \min_{r \ge 0}\Big[\frac{(r - |x|)^2}{2t} + G(r)\Big],
-
-    minimised along the ray through x by bisection of the (increasing) derivative to
-    machine precision (:class:`RadialDatum`). For :data:`CONE` this is ``|x|²/(2t)`` if
-    ``|x| <= t`` and ``|x| − t/2`` otherwise; for :data:`CONCAVE_CONE` ``−|x| − t/2``.
-
-    Args:
-        x: query points ``(*batch, d)``.
-        t: time ``> 0``.
-        datum: the radial initial data.
-
-    Returns:
-        ``u_0(x, t)`` of shape ``(*batch,)``.
-
-    Example:
-        >>> import jax.numpy as jnp
-        >>> [round(u, 12) for u in hopf_lax_radial(jnp.array([[0.5], [3.0]]), 1.0, CONE).tolist()]
-        [0.125, 2.5]
-    """
-    x, t = _query_and_time(x, t)
-    return _per_norm(_hopf_lax_jit, _norm(x), t, datum.coefficients(x.dtype))
-
-
-def quadratic_hopf_cole(
-    x: Float[ArrayLike, "*batch d"], t: ScalarLike, eps: ScalarLike, curvature: ScalarLike
-) -> Float[Array, "*batch"]:
-    r"""Analytic Hopf–Cole solution for quadratic data ``g = c|y|²/2`` (a Gaussian integral).
-
-    .. math::
-
-        u_\varepsilon(x, t) = \frac{c\,|x|^2}{2(1 + ct)} + \frac{\varepsilon d}{2}\log(1 + ct),
-
-    the heat-normalized solution of THEORY §2; at eps = 0 the Hopf–Lax value
-    ``c|x|²/(2(1+ct))``. The viscous bias ``(eps d/2) log(1 + ct)`` is exactly linear in
-    eps: the smooth-data rate of THEORY §4.
-
-    Args:
-        x: query points ``(*batch, d)``.
-        t: time ``> 0``.
-        eps: viscosity ``>= 0``.
-        curvature: ``c > 0``.
-
-    Returns:
-        ``u_eps(x, t)`` of shape ``(*batch,)``.
-
-    Example:
-        >>> import jax.numpy as jnp
-        >>> round(float(quadratic_hopf_cole(jnp.array([2.0]), 1.0, 0.0, 1.0)), 12)
-        1.0
-    """
-    x, t = _query_and_time(x, t)
-    eps = _validate.nonnegative_scalar("eps", eps, x.dtype)
-    c = _validate.positive_scalar("curvature", curvature, x.dtype)
-    d = x.shape[-1]
-    return c * jnp.sum(x * x, axis=-1) / (2 * (1 + c * t)) + eps * d / 2 * jnp.log1p(c * t)
-
-
-#: Radial quadrature: Gauss–Legendre nodes per panel, uniform base panels, graded levels.
-_GL_NODES, _GL_WEIGHTS = np.polynomial.legendre.leggauss(20)
-_BASE_PANELS = 16
-_GRADED_LEVELS = 40
-
-
-def _log_sphere_area(d: int) -> float:
-    """log of the area of the unit sphere in R^d (2 points for d = 1)."""
-    return math.log(2.0) + d / 2 * math.log(math.pi) - math.lgamma(d / 2)
-
-
-def _log_angular_mean_scaled(s: Array, d: int) -> Array:
-    r"""``log(mean over the unit sphere of exp(s cos θ)) − s`` for ``s >= 0``, stably.
-
-    The means are ``cosh s`` (d = 1), ``I_0(s)`` (d = 2) and ``sinh(s)/s`` (d = 3).
-    """
-    if d == 1:
-        return jnp.log1p(jnp.exp(-2 * s)) - math.log(2.0)
-    if d == 2:
-        return jnp.log(i0e(s))
-    small = s < 1e-3
-    s_safe = jnp.where(small, jnp.ones_like(s), s)
-    big = jnp.log(-jnp.expm1(-2 * s_safe)) - jnp.log(2 * s_safe)
-    return jnp.where(small, s * s / 6 - s, big)
-
-
-def _radial_log_integral(a: Array, t: Array, eps: Array, c: Array, d: int) -> Array:
-    """``log ∫ (2π eps t)^{-d/2} exp(−(|x−y|²/(2t) + G(|y|))/eps) dy`` for ``|x| = a``."""
-    dtype = a.dtype
-    r_star = _minimizer(a, t, c)
-    r_max = jnp.maximum(a, r_star) + 14 * jnp.sqrt(eps * t) + 1
-    # Panels: a uniform base on [0, r_max], graded geometrically towards 0 (where G may
-    # have a kink and r^{d-1} vanishes) and towards the minimiser r* (the Laplace peak).
-    steps = r_max * jnp.asarray(2.0 ** -np.arange(1, _GRADED_LEVELS + 1), dtype)
-    edges = jnp.sort(
-        jnp.concatenate(
-            [
-                jnp.linspace(0.0, 1.0, _BASE_PANELS + 1, dtype=dtype) * r_max,
-                steps,
-                jnp.clip(r_star + steps, 0, r_max),
-                jnp.clip(r_star - steps, 0, r_max),
-                r_star[None],
-            ]
-        )
-    )
-    half = (edges[1:] - edges[:-1]) / 2
-    mid = (edges[1:] + edges[:-1]) / 2
-    r = mid[:, None] + half[:, None] * jnp.asarray(_GL_NODES, dtype)
-    w = half[:, None] * jnp.asarray(_GL_WEIGHTS, dtype)
-    positive = w > 0
-    log_w = jnp.log(jnp.where(positive, w, jnp.ones_like(w)))
-    r_safe = jnp.where(r > 0, r, jnp.ones_like(r))
-    radial = (d - 1) * jnp.log(r_safe) if d > 1 else jnp.zeros_like(r)
-    exponent = (
-        radial
-        - (r - a) ** 2 / (2 * t * eps)
-        - _profile(r, c) / eps
-        + _log_angular_mean_scaled(a * r / (t * eps), d)
-        + log_w
-    )
-    exponent = jnp.where(positive, exponent, -jnp.inf)
-    peak = jax.lax.stop_gradient(jnp.max(exponent))
-    total = peak + jnp.log(jnp.sum(jnp.exp(exponent - peak)))
-    return total + _log_sphere_area(d) - d / 2 * jnp.log(2 * jnp.pi * eps * t)
-
-
-def _radial_solution(a: Array, t: Array, eps: Array, c: Array, d: int) -> Array:
-    """``u_eps`` at points with norms ``a`` (any shape); ``u_0`` where eps = 0."""
-    safe_eps = jnp.where(eps > 0, eps, jnp.ones_like(eps))
-    flat = a.reshape(-1)
-    log_i = jax.vmap(lambda ai: _radial_log_integral(ai, t, safe_eps, c, d))(flat)
-    u_eps = (-safe_eps * log_i).reshape(a.shape)
-    return jnp.where(eps > 0, u_eps, _hopf_lax_of_norm(a, t, c))
-
-
-def hopf_cole_radial(
-    x: Float[ArrayLike, "*batch d"], t: ScalarLike, eps: ScalarLike, datum: RadialDatum
-) -> Float[Array, "*batch"]:
-    r"""Continuous Hopf–Cole solution of radial data by a 1-D radial integral (THEORY §2).
-
-    .. math::
-
-        u_\varepsilon(x, t) = -\varepsilon\log \int_0^\infty |S^{d-1}|\, r^{d-1}
-            (2\pi\varepsilon t)^{-d/2}
-            e^{-((r - |x|)^2/(2t) + G(r))/\varepsilon}\;
-            \Big\langle e^{s(\cos\theta - 1)}\Big\rangle_{S^{d-1}}\, dr,
-        \qquad s = \frac{|x|\,r}{t\varepsilon},
-
-    the d-dimensional heat-kernel integral of THEORY §2 in polar coordinates (the angular
-    mean is ``cosh s``, ``I_0(s)``, ``sinh(s)/s`` for d = 1, 2, 3, evaluated scaled by
-    ``e^{-s}``). The r-integral uses 24-point Gauss–Legendre panels graded geometrically
-    towards ``r = 0`` and the Hopf–Lax minimiser ``r*`` (so a kink at 0 and the Laplace peak
-    of width ``√(eps t)`` are resolved at every eps), in the log domain: accurate to
-    ~1e-15 absolute for eps from 1e-8 to O(1) in float64. At ``eps = 0`` it returns
-    :func:`hopf_lax_radial`. This is the reference ``u_eps`` for Thm 7.1 (iii)–(v): it is
-    not a d-dimensional quadrature.
-
-    Args:
-        x: query points ``(*batch, d)``, ``d ∈ {1, 2, 3}``.
-        t: time ``> 0``.
-        eps: viscosity ``>= 0`` (traced: sweeps compile once).
-        datum: the radial initial data.
-
-    Returns:
-        ``u_eps(x, t)`` of shape ``(*batch,)``.
-
-    Example:
-        >>> import jax.numpy as jnp
-        >>> q = quadratic_datum(1.0)   # Gaussian case: u = |x|²/4 + (eps/2) log 2 at t = 1
-        >>> u = hopf_cole_radial(jnp.array([1.0]), 1.0, 0.5, q)
-        >>> bool(abs(u - (0.25 + 0.25 * jnp.log(2.0))) < 1e-6)
-        True
-    """
-    x, t = _query_and_time(x, t)
-    d = x.shape[-1]
-    if d not in (1, 2, 3):
-        raise ValueError(f"`x` must have d ∈ {{1, 2, 3}} (trailing dimension); got d = {d}.")
-    eps = _validate.nonnegative_scalar("eps", eps, x.dtype)
-    return _per_norm(_radial_jit, _norm(x), t, eps, datum.coefficients(x.dtype), d=d)
-
-
-_hopf_lax_jit = jax.jit(_hopf_lax_of_norm)
-_radial_jit = jax.jit(_radial_solution, static_argnames="d")
-#: Norms are padded to a multiple of this length: calls of any size share compilations.
-_NORM_BLOCK = 32
-
-
-def _per_norm(fn: Callable, a: Array, *args: Any, **static: Any) -> Array:
-    """``fn(a, *args)`` elementwise in the norms ``a``, compiled once per padded length."""
-    flat = a.reshape(-1)
-    pad = (-flat.size) % _NORM_BLOCK
-    padded = jnp.concatenate([flat, jnp.zeros((pad,), flat.dtype)])
-    return fn(padded, *args, **static)[: flat.size].reshape(a.shape)
-
-
-def _query_and_time(x, t) -> tuple[Array, Array]:
-    dtype = _validate.float_dtype(x)
-    x = jnp.asarray(x, dtype)
-    if x.ndim < 1:
-        raise ValueError(f"`x` must have shape (*batch, d); got a scalar {x.shape}.")
-    t = _validate.positive_scalar("t", t, dtype)
-    return x, t
-
-
-@functools.partial(jax.jit, static_argnames="d")
-def _reference_batch(a: Array, eps: Array, t: Array, c: Array, d: int) -> Array:
-    return jax.vmap(lambda e: _radial_solution(a, t, e, c, d))(eps)
-
-
-#: eps lists and query norms are padded to multiples of these lengths, so that every
-#: reference evaluation of a verify run shares a few compilations.
-_EPS_BUCKET = 8
-_POINT_BUCKET = 32
-
-
-def _bucket(values: np.ndarray, size: int, fill: float) -> np.ndarray:
-    out = np.full(-(-values.size // size) * size, fill)
-    out[: values.size] = values
-    return out
-
-
-def _reference(x: Array, t: float, eps_values: Floats, datum: RadialDatum) -> np.ndarray:
-    """``u_eps(x, t)`` for every eps (``u_0`` where eps = 0) as an ``(E, P)`` NumPy array.
-
-    Radial: evaluated once per distinct ``|x|``; eps and norms padded to buckets.
-    """
-    eps = np.asarray(eps_values, dtype=np.float64)
-    norms, inverse = np.unique(
-        np.round(np.linalg.norm(np.asarray(x, dtype=np.float64), axis=-1), 14),
-        return_inverse=True,
-    )
-    dtype = x.dtype
-    a = jnp.asarray(_bucket(norms, _POINT_BUCKET, 0.0), dtype)
-    t, c = jnp.asarray(t, dtype), datum.coefficients(dtype)
-    chunks = _bucket(eps, _EPS_BUCKET, 0.0).reshape(-1, _EPS_BUCKET)
-    u = np.concatenate(
-        [np.asarray(_reference_batch(a, jnp.asarray(e, dtype), t, c, x.shape[-1])) for e in chunks]
-    )
-    return u[: eps.size, : norms.size][:, inverse.reshape(-1)]
-
-
-# --------------------------------------------------------------------------------------
-# Measurement helpers
-# --------------------------------------------------------------------------------------
-
-#: A continuous-solution reference: ``reference(x (P, d), t, eps (E,)) -> (E, P)`` giving
-#: ``u_eps(x, t)`` (``u_0`` where eps = 0). The measurements default to the radial one.
-Reference = Callable[[Array, float, np.ndarray], np.ndarray]
 
 
 def _solver(reference: Reference | None, datum: RadialDatum) -> Reference:
     if reference is None:
-        return lambda x, t, eps: _reference(x, t, eps, datum)
+        return lambda x, t, eps: radial_reference(x, t, eps, datum)
 
     def solve(x, t, eps):
         eps = np.asarray(eps, dtype=np.float64)
@@ -570,28 +451,71 @@ def truncation_box(
     return float(radius + reach + math.sqrt(reach**2 + 2 * t * tail * eps_max))
 
 
-def loglog_slope(x: Floats, y: Floats, *, floor: float = 0.0) -> float:
-    r"""Least-squares slope of ``log y`` against ``log x`` over the entries with ``y > floor``.
+#: Query points per axis by dimension (odd: x = 0 is a query).
+_DEFAULT_K = {1: 17, 2: 9, 3: 5}
 
-    A convergence order by regression: ``y ≈ C x^s`` gives ``s``. Entries at or below
-    ``floor`` (round-off) or non-finite are left out; NaN when fewer than two remain.
 
-    Example:
-        >>> round(loglog_slope([1.0, 2.0, 4.0], [1.0, 0.25, 0.0625]), 12)
-        -2.0
-    """
-    x = np.asarray(x, dtype=np.float64)
+def _k(d: int, k: int | None) -> int:
+    return _DEFAULT_K.get(d, 3) if k is None else k
+
+
+def _lipschitz(datum: RadialDatum) -> float:
+    if datum.lipschitz is None:
+        raise ValueError(
+            f"`datum` must be Lipschitz (Theorem 7.1's hypothesis); {datum.name} is not."
+        )
+    return datum.lipschitz
+
+
+#: Query × atom distances computed at once by :func:`_covering` (bounds host memory).
+_COVER_ELEMENTS = 1 << 22
+
+
+def _covering(
+    x: Array, y: np.ndarray, widths: Sequence[int], t: float, datum: RadialDatum
+) -> tuple[np.ndarray, np.ndarray]:
+    """Dispersion ``max_x min_{j<n} |y*(x) − y_j|`` and kink gap ``min_{j<n} |y_j|`` of
+    every prefix ``y[:n]``, ``n`` in ``widths`` (NumPy, by cumulative minima)."""
     y = np.asarray(y, dtype=np.float64)
-    if x.shape != y.shape or x.ndim != 1:
-        raise ValueError(f"`x` and `y` must be 1-D of equal length; got {x.shape}, {y.shape}.")
-    keep = np.isfinite(y) & (y > floor) & np.isfinite(x) & (x > 0)
-    if keep.sum() < 2:
-        return float("nan")
-    return float(np.polyfit(np.log(x[keep]), np.log(y[keep]), 1)[0])
+    xs = np.asarray(x, dtype=np.float64)
+    # y*(x) = r*(|x|) x/|x|: the radial minimiser once per distinct norm (one compilation).
+    a = np.linalg.norm(xs, axis=-1)
+    norms, inverse = np.unique(np.round(a, 14), return_inverse=True)
+    on_axis = np.zeros((norms.size, xs.shape[-1]))
+    on_axis[:, 0] = norms
+    r_star = np.asarray(hopf_lax_argmin_radial(on_axis, t, datum))[:, 0][inverse.reshape(-1)]
+    first_axis = np.eye(xs.shape[-1])[0]
+    direction = np.where(a[:, None] > 0, xs / np.where(a > 0, a, 1.0)[:, None], first_axis)
+    ystar = r_star[:, None] * direction
+    cols = np.asarray(widths) - 1
+    chunk = max(1, _COVER_ELEMENTS // y.shape[0])
+    dispersion = np.zeros(cols.size)
+    for start in range(0, ystar.shape[0], chunk):
+        q = ystar[start : start + chunk]
+        dist = np.sqrt(np.sum((q[:, None, :] - y[None, :, :]) ** 2, axis=-1))
+        nearest = np.minimum.accumulate(dist, axis=1)[:, cols]
+        dispersion = np.maximum(dispersion, nearest.max(axis=0))
+    kink_gap = np.minimum.accumulate(np.linalg.norm(y, axis=-1))[cols]
+    return dispersion, kink_gap
+
+
+def _covering_bounds(
+    x: Array, dispersion: np.ndarray, kink_gap: np.ndarray, t: float, datum: RadialDatum
+) -> tuple[np.ndarray, np.ndarray]:
+    """The eps = 0 error bounds ``(upper, lower)`` of the module docstring."""
+    L = _lipschitz(datum)
+    upper = 2 * L * dispersion + dispersion**2 / (2 * t)
+    has_origin = bool(np.any(np.all(np.asarray(x) == 0, axis=-1)))
+    if has_origin and datum.alpha >= 0:  # G(r) = αr + β√(1+r²) + γr²/2 non-decreasing
+        g_gap = np.asarray(datum(kink_gap[:, None])) - float(datum(np.zeros(1)))
+        lower = g_gap + kink_gap**2 / (2 * t)
+    else:
+        lower = np.zeros_like(kink_gap)
+    return upper, lower
 
 
 # --------------------------------------------------------------------------------------
-# (i) the layer is the Hopf–Cole solution
+# (i) the layer is the Hopf–Cole solution; the sweep is brute-force hopf_cole
 # --------------------------------------------------------------------------------------
 
 
@@ -615,7 +539,7 @@ def layer_identity_errors(
     n_atoms: int = 16,
     n_points: int = 32,
     t: float = 0.7,
-) -> dict[str, Any]:
+) -> LayerIdentity:
     r"""Thm 7.1(i) / Thm 4.1, 4.4: ``u^N_eps(x, t) = xᵀA⁻¹x/(2t) − lse(Wx + b, eps)``.
 
     For random atoms, values and queries in each dimension, four measures/metrics (counting
@@ -626,17 +550,17 @@ def layer_identity_errors(
     :func:`hjax.hopf_cole.hopf_cole` (explicit inverse metric, the cost ``c_t`` directly).
 
     Returns:
-        ``{"max_error", "cases": [{"d", "eps", "weighted", "metric", "error"}, …]}``.
+        A :class:`LayerIdentity` with one entry per (d, measure, metric, eps).
 
     Example:
         >>> out = layer_identity_errors(dims=(1,), eps_values=(0.1,))
-        >>> out["max_error"] < 1e-5
-        True
+        >>> out.max_error < 1e-5, out.errors.shape
+        (True, (4,))
     """
     eps = np.asarray(eps_values, dtype=np.float64)
     flags = [(weighted, metric) for weighted in (False, True) for metric in (False, True)]
     rng = np.random.default_rng(seed)
-    cases = []
+    cases: list[tuple[int, float, bool, bool, float]] = []
     for d in dims:
         y = rng.standard_normal((n_atoms, d))
         g = rng.standard_normal(n_atoms)
@@ -649,16 +573,103 @@ def layer_identity_errors(
             A = aniso if metric else np.eye(d)
             gaps = np.asarray(_identity_gaps(x, y, g, t, eps, log_w, A))
             cases += [
-                {
-                    "d": d,
-                    "eps": float(e),
-                    "weighted": weighted,
-                    "metric": metric,
-                    "error": float(gap),
-                }
-                for e, gap in zip(eps_values, gaps, strict=True)
+                (int(d), float(e), weighted, metric, float(v))
+                for e, v in zip(eps, gaps, strict=True)
             ]
-    return {"max_error": max(c["error"] for c in cases), "cases": cases}
+    d_, e_, w_, m_, err = zip(*cases, strict=True)
+    return LayerIdentity(
+        d=np.asarray(d_),
+        eps=np.asarray(e_),
+        weighted=np.asarray(w_),
+        metric=np.asarray(m_),
+        errors=np.asarray(err),
+    )
+
+
+@functools.partial(jax.jit, static_argnames=("datum", "n", "d"))
+def _halton_problem(box: Array, key: PRNGKeyArray | None, datum: RadialDatum, n: int, d: int):
+    y, log_w = nested_measure(-box, box, n, d, key=key)
+    return y, datum(y), log_w
+
+
+@jax.jit
+def _brute_force(x, y, g, t, eps, log_w):
+    """Normalized :func:`hjax.hopf_cole` for every eps and every row of ``log_w``:
+    ``(E, W, P)`` (one compilation for all widths: atoms beyond a width are masked)."""
+
+    def one(e, lw):
+        return hopf_cole(x, y, g, t, e, log_w=lw, normalized=True)
+
+    return jax.vmap(lambda e: jax.vmap(lambda lw: one(e, lw))(log_w))(eps)
+
+
+def sweep_errors(
+    datum: RadialDatum,
+    d: int,
+    *,
+    widths: Ints,
+    eps_values: Floats,
+    compare_eps: Floats | None = None,
+    t: float = 1.0,
+    radius: float = 1.5,
+    k: int | None = None,
+    key: PRNGKeyArray | None = None,
+    point_chunk: int | None = None,
+) -> SweepErrors:
+    r"""The sweep of (v) against brute force: ``hopf_cole_sweep`` vs :func:`hjax.hopf_cole`.
+
+    The nested Halton rule on the :func:`truncation_box` ``[−B, B]^d`` is swept over
+    ``eps_values × widths`` with the heat normalization and prefix renormalization, exactly
+    as :func:`error_surface` does (the same arguments give the same compiled sweep). At every
+    width ``n`` and every eps of ``compare_eps`` it is compared with ``hopf_cole`` for the
+    measure of the first n atoms with the weights of an n-point equal-weight rule on the box,
+    ``log w_j = d·log(2B) − log n`` for ``j < n`` (from the definition, not from the
+    measure), and ``log w_j = −inf`` for ``j >= n`` (THEORY §0: a masked atom contributes
+    nothing; one compilation serves every width):
+
+    .. math::
+
+        \text{errors}[e, w] = \max_x \big|\text{sweep}[e, w, x]
+            - u^{y_{<n_w}}_{\varepsilon_e}(x, t)\big|.
+
+    Args:
+        datum: Lipschitz radial initial data.
+        d: space dimension.
+        widths: strictly increasing prefix lengths (include small ones: 1, 2, 3, …).
+        eps_values: viscosities ``>= 0`` of the sweep.
+        compare_eps: the viscosities compared with brute force, each one of ``eps_values``
+            (default: all of them).
+        t: time ``> 0``.
+        radius, k: the queries :func:`query_points` ``(d, k, radius)``.
+        key: PRNG key of the rule's random shift (``None``: unshifted).
+        point_chunk: the sweep's point chunk.
+
+    Returns:
+        A :class:`SweepErrors` (``eps`` = the compared viscosities).
+
+    Example:
+        >>> from hjax.reference import CONE
+        >>> out = sweep_errors(CONE, 1, widths=(1, 2, 5), eps_values=(0.0, 0.1))
+        >>> out.max_error < 1e-12
+        True
+    """
+    widths = tuple(int(n) for n in widths)
+    eps = np.asarray(eps_values, dtype=np.float64)
+    compare = eps if compare_eps is None else np.asarray(compare_eps, dtype=np.float64)
+    index = np.asarray([np.flatnonzero(np.isclose(eps, e, rtol=1e-12, atol=0)) for e in compare])
+    if index.shape != (compare.size, 1):
+        raise ValueError(
+            f"`compare_eps` must be values of `eps_values`; got {compare_eps!r} for {eps}."
+        )
+    x = query_points(d, _k(d, k), radius)
+    box = truncation_box(t, float(eps.max()), radius, lipschitz=_lipschitz(datum))
+    y, g, u = _nested_sweep(datum, d, x, t, eps, widths, box, key, point_chunk)
+    n = np.asarray(widths)[:, None]
+    prefix = np.arange(widths[-1])[None, :] < n
+    log_w_n = np.where(prefix, d * math.log(2 * box) - np.log(n), -np.inf)
+    brute = _brute_force(x, y, g, t, jnp.asarray(compare, x.dtype), jnp.asarray(log_w_n, x.dtype))
+    errors = np.max(np.abs(u[index[:, 0]] - np.asarray(brute)), axis=-1)
+    return SweepErrors(d=d, box=box, widths=np.asarray(widths), eps=compare, errors=errors)
 
 
 # --------------------------------------------------------------------------------------
@@ -731,12 +742,6 @@ def _on_atoms(x: Array, y: Array, g: Array, log_w: Array, t: Array, eps: Array, 
     return jnp.moveaxis(out, 1, 0).reshape(eps.shape[0], -1)[:, :n]
 
 
-@functools.partial(jax.jit, static_argnames=("datum", "n", "d"))
-def _halton_problem(box: Array, key: PRNGKeyArray | None, datum: RadialDatum, n: int, d: int):
-    y, log_w = nested_measure(-box, box, n, d, key=key)
-    return y, datum(y), log_w
-
-
 def _compose_on_grids(datum, d, sizes, box, x, eps, schedules) -> np.ndarray:
     """``u`` at ``x`` for every grid size and every step schedule: ``(S, W, P)``."""
     ys, gs, log_ws = _grids(datum, box, sizes, d)
@@ -762,15 +767,15 @@ def semigroup_errors(
     radius: float = 1.5,
     k: int | None = None,
     reference: Reference | None = None,
-) -> dict[str, Any]:
+) -> SemigroupErrors:
     r"""Thm 7.1(ii): the heat semigroup ``T_{t2} T_{t1} = T_{t1+t2}``, as the quadrature refines.
 
     On the midpoint grid with ``n`` cells per axis (:func:`hjax.measures.grid_measure`,
     heat-normalized, THEORY §2), the solution at time ``t1`` is computed at every atom and
     used as the initial data of a second step of time ``t2``; it is compared with one step
     of time ``t1 + t2`` from the same atoms and with the reference ``u_eps(x, t1 + t2)``
-    (:func:`hopf_cole_radial`). The continuous semigroup property is exact, so both gaps
-    close as ``N = n^d → ∞``; their fitted rates are returned.
+    (:func:`hjax.reference.hopf_cole_radial`). The continuous semigroup property is exact,
+    so both gaps close as ``N = n^d → ∞``.
 
     Args:
         datum: Lipschitz radial initial data.
@@ -780,18 +785,15 @@ def semigroup_errors(
         t1, t2: the two step times (``> 0``).
         radius: the queries are the grid :func:`query_points` on ``[−radius, radius]^d``.
         k: query points per axis (default 17, 9, 5 for d = 1, 2, 3; odd, so x = 0 is one).
-        reference: ``reference(x, t, eps_values) -> (E, P)``, the continuous solution
-            ``u_eps`` (``u_0`` at eps = 0) to measure against; default the radial
-            reference of ``datum`` (:func:`hopf_cole_radial`). Pass another one (Feynman–Kac,
-            a PDE solver) to cross-check, or a wrong one to see the checks fail.
+        reference: the continuous solution to measure against (see :data:`Reference`).
 
     Returns:
-        ``{"N", "two_vs_one", "two_vs_reference", "one_vs_reference", "rate_two_vs_one",
-        "rate_two_vs_reference", "box", …}`` (errors are sup over the query grid).
+        A :class:`SemigroupErrors` (errors are sup over the query grid).
 
     Example:
+        >>> from hjax.reference import CONE, SMOOTH_CONE
         >>> out = semigroup_errors(CONE, 1, sizes=(32, 64), eps=0.5)
-        >>> out["two_vs_one"][1] < out["two_vs_one"][0]
+        >>> bool(out.two_vs_one[1] < out.two_vs_one[0])
         True
     """
     solve = _solver(reference, datum)
@@ -799,23 +801,18 @@ def semigroup_errors(
     box = truncation_box(t1 + t2, eps, radius, lipschitz=_lipschitz(datum))
     ref = solve(x, t1 + t2, [eps])[0]
     two, one = _compose_on_grids(datum, d, sizes, box, x, eps, [(t1, t2), (t1 + t2,)])
-    n_atoms = [float(n**d) for n in sizes]
-    two_one = np.max(np.abs(two - one), axis=-1)
-    two_ref = np.max(np.abs(two - ref), axis=-1)
-    return {
-        "datum": datum.name,
-        "d": d,
-        "eps": float(eps),
-        "t1": float(t1),
-        "t2": float(t2),
-        "box": box,
-        "N": n_atoms,
-        "two_vs_one": two_one.tolist(),
-        "two_vs_reference": two_ref.tolist(),
-        "one_vs_reference": np.max(np.abs(one - ref), axis=-1).tolist(),
-        "rate_two_vs_one": -loglog_slope(n_atoms, two_one, floor=1e-13),
-        "rate_two_vs_reference": -loglog_slope(n_atoms, two_ref, floor=1e-13),
-    }
+    return SemigroupErrors(
+        datum=datum.name,
+        d=d,
+        eps=float(eps),
+        t1=float(t1),
+        t2=float(t2),
+        box=box,
+        n_atoms=np.asarray([float(n**d) for n in sizes]),
+        two_vs_one=np.max(np.abs(two - one), axis=-1),
+        two_vs_reference=np.max(np.abs(two - ref), axis=-1),
+        one_vs_reference=np.max(np.abs(one - ref), axis=-1),
+    )
 
 
 def composition_errors(
@@ -829,15 +826,13 @@ def composition_errors(
     radius: float = 1.5,
     k: int | None = None,
     reference: Reference | None = None,
-) -> dict[str, Any]:
-    r"""Thm E.1: depth-L point-evaluation composition error ``O(L · N^{-1/d})``.
+) -> CompositionErrors:
+    r"""Thm E.1: depth-L point-evaluation composition error, stated ``O(L · N^{-1/d})``.
 
     A depth-L network of heat steps ``τ = T/L``: each layer evaluates the previous one at
     the N atoms of the midpoint grid (point evaluation, re-sampling) and applies one
     normalized Hopf–Cole step; the output at the queries is compared with the one-step
-    continuous solution ``u_eps(x, T)`` (:func:`hopf_cole_radial`). Returned: the error
-    table ``errors[L][N]``, the fitted rate in N for every depth, the growth exponent in L
-    at every N, and the constants ``C_L = max_N error · N^{1/d} / L`` of the bound.
+    continuous solution ``u_eps(x, T)`` (:func:`hjax.reference.hopf_cole_radial`).
 
     Args:
         datum: Lipschitz radial initial data.
@@ -848,17 +843,15 @@ def composition_errors(
         total_time: T, split into L equal steps.
         radius: the queries are the grid :func:`query_points` on ``[−radius, radius]^d``.
         k: query points per axis (default 17, 9, 5 for d = 1, 2, 3; odd, so x = 0 is one).
-        reference: ``reference(x, t, eps_values) -> (E, P)``, the continuous solution
-            ``u_eps`` (``u_0`` at eps = 0) to measure against; default the radial
-            reference of ``datum`` (:func:`hopf_cole_radial`). Pass another one (Feynman–Kac,
-            a PDE solver) to cross-check, or a wrong one to see the checks fail.
+        reference: the continuous solution to measure against (see :data:`Reference`).
 
     Returns:
-        A dict of plain floats and lists (see above).
+        A :class:`CompositionErrors` with the table ``errors[L][N]``.
 
     Example:
+        >>> from hjax.reference import CONE, SMOOTH_CONE
         >>> out = composition_errors(CONE, 1, sizes=(32, 64), depths=(1, 2), eps=0.5)
-        >>> len(out["errors"]), len(out["errors"][0])
+        >>> out.errors.shape
         (2, 2)
     """
     solve = _solver(reference, datum)
@@ -869,44 +862,39 @@ def composition_errors(
     ref = solve(x, total_time, [eps])[0]
     schedules = [(total_time / int(L),) * int(L) for L in depths]
     u = _compose_on_grids(datum, d, sizes, box, x, eps, schedules)
-    errors = np.max(np.abs(u - ref), axis=-1)  # (L, W)
-    n_atoms = np.asarray([n**d for n in sizes], dtype=np.float64)
-    depth_arr = np.asarray(depths, dtype=np.float64)
-    constants = np.max(errors * n_atoms[None, :] ** (1 / d), axis=1) / depth_arr
-    return {
-        "datum": datum.name,
-        "d": d,
-        "eps": float(eps),
-        "total_time": float(total_time),
-        "box": box,
-        "N": n_atoms.tolist(),
-        "depths": [int(L) for L in depths],
-        "errors": errors.tolist(),
-        "rate_in_N": [-loglog_slope(n_atoms, row, floor=1e-13) for row in errors],
-        "growth_in_L": [loglog_slope(depth_arr, col, floor=1e-13) for col in errors.T],
-        "constants": constants.tolist(),
-    }
-
-
-#: Query points per axis by dimension (odd: x = 0 is a query).
-_DEFAULT_K = {1: 17, 2: 9, 3: 5}
-
-
-def _k(d: int, k: int | None) -> int:
-    return _DEFAULT_K.get(d, 3) if k is None else k
-
-
-def _lipschitz(datum: RadialDatum) -> float:
-    if datum.lipschitz is None:
-        raise ValueError(
-            f"`datum` must be Lipschitz (Theorem 7.1's hypothesis); {datum.name} is not."
-        )
-    return datum.lipschitz
+    return CompositionErrors(
+        datum=datum.name,
+        d=d,
+        eps=float(eps),
+        total_time=float(total_time),
+        box=box,
+        n_atoms=np.asarray([float(n**d) for n in sizes]),
+        depths=np.asarray([int(L) for L in depths]),
+        errors=np.max(np.abs(u - ref), axis=-1),
+    )
 
 
 # --------------------------------------------------------------------------------------
 # (iii) quadrature: u^N_eps → u_eps, uniformly in eps
 # --------------------------------------------------------------------------------------
+
+
+def _nested_sweep(datum, d, x, t, eps, widths, box, key, point_chunk):
+    """The heat-normalized sweep of the nested rule: ``y (N, d)``, ``g (N,)``, ``u (E, W, P)``."""
+    y, g, log_w = _halton_problem(jnp.asarray(box), key, datum, widths[-1], d)
+    u = hopf_cole_sweep(
+        x,
+        y,
+        g,
+        t,
+        jnp.asarray(eps, x.dtype),
+        tuple(widths),
+        log_w=log_w,
+        normalized=True,
+        renormalize_prefix=True,
+        point_chunk=point_chunk,
+    )
+    return np.asarray(y), np.asarray(g), np.asarray(u)
 
 
 def quadrature_errors(
@@ -922,7 +910,7 @@ def quadrature_errors(
     key: PRNGKeyArray | None = None,
     point_chunk: int | None = None,
     reference: Reference | None = None,
-) -> dict[str, Any]:
+) -> QuadratureErrors:
     r"""Thm 7.1(iii): ``sup_x |u^N_eps − u_eps|`` against N, for several eps, one rule.
 
     ``rule="grid"``: the tensor midpoint rule with ``n`` cells per axis for each ``n`` in
@@ -931,11 +919,8 @@ def quadrature_errors(
     the lengths in ``sizes`` are evaluated in one :func:`hjax.sweep.hopf_cole_sweep` call.
     Atoms fill the :func:`truncation_box` for ``max(eps_values)``; the solution is
     heat-normalized, so it converges to ``u_eps`` (eps = 0: ``u_0``), the radial reference.
-
-    Returned rates are ``−slope`` of log error against log N (so the theorem's bound reads
-    ``rate >= 1/d``): one per eps, and ``envelope_rate`` for ``sup_eps`` of the errors, the
-    theorem's eps-uniform statement. ``constants[e] = max_N error · N^{1/d}`` is the
-    smallest C with ``error <= C N^{-1/d}`` on the measured range.
+    The covering geometry of the atoms (module docstring) bounds the eps = 0 error from both
+    sides; Thm 7.1(iii) states an ``O(N^{-1/d})`` bound with a constant uniform in eps.
 
     Args:
         datum: Lipschitz radial initial data.
@@ -945,21 +930,19 @@ def quadrature_errors(
         sizes: the refinement sequence.
         eps_values: viscosities ``>= 0`` (0 is the tropical corner ``u^N_0 → u_0``).
         t: time ``> 0``.
-        key: PRNG key of the Halton rule's random shift (``None``: unshifted).
-        point_chunk: queries evaluated at once (bounds memory to ~``E · chunk · N``).
         radius: the queries are the grid :func:`query_points` on ``[−radius, radius]^d``.
         k: query points per axis (default 17, 9, 5 for d = 1, 2, 3; odd, so x = 0 is one).
-        reference: ``reference(x, t, eps_values) -> (E, P)``, the continuous solution
-            ``u_eps`` (``u_0`` at eps = 0) to measure against; default the radial
-            reference of ``datum`` (:func:`hopf_cole_radial`). Pass another one (Feynman–Kac,
-            a PDE solver) to cross-check, or a wrong one to see the checks fail.
+        key: PRNG key of the Halton rule's random shift (``None``: unshifted).
+        point_chunk: queries evaluated at once (bounds memory to ~``E · chunk · N``).
+        reference: the continuous solution to measure against (see :data:`Reference`).
 
     Returns:
-        A dict of plain floats and lists (see above).
+        A :class:`QuadratureErrors`.
 
     Example:
+        >>> from hjax.reference import CONE, SMOOTH_CONE
         >>> out = quadrature_errors(CONE, 1, rule="grid", sizes=(16, 32), eps_values=(0.1,))
-        >>> out["errors"][0][1] < out["errors"][0][0]
+        >>> bool(out.errors[0, 1] < out.errors[0, 0])
         True
     """
     solve = _solver(reference, datum)
@@ -970,12 +953,12 @@ def quadrature_errors(
     eps = np.asarray(eps_values, dtype=np.float64)
     box = truncation_box(t, float(eps.max()), radius, lipschitz=_lipschitz(datum))
     ref = solve(x, t, eps)
-    eps_j = jnp.asarray(eps, x.dtype)
     if rule == "grid":
         # Every grid is padded to the finest one with masked atoms: one compilation.
         n_atoms = [n**d for n in sizes]
         ys, gs, log_ws = _grids(datum, box, sizes, d)
         chunk = min(x.shape[0], point_chunk or x.shape[0])
+        eps_j = jnp.asarray(eps, x.dtype)
         u = np.stack(
             [
                 np.asarray(_on_atoms(x, ys[j], gs[j], log_ws[j], t, eps_j, chunk))
@@ -983,43 +966,109 @@ def quadrature_errors(
             ],
             axis=1,
         )
+        cover = [_covering(x, ys[j][:n], (n,), t, datum) for j, n in enumerate(n_atoms)]
+        dispersion, kink_gap = (np.concatenate(c) for c in zip(*cover, strict=True))
     else:
         n_atoms = sizes
-        y, g, log_w = _halton_problem(jnp.asarray(box), key, datum, sizes[-1], d)
-        u = np.asarray(
-            hopf_cole_sweep(
-                x,
-                y,
-                g,
-                t,
-                eps_j,
-                tuple(sizes),
-                log_w=log_w,
-                normalized=True,
-                renormalize_prefix=True,
-                point_chunk=point_chunk,
-            )
-        )
-    errors = np.max(np.abs(u - ref[:, None, :]), axis=-1)  # (E, W)
-    n_arr = np.asarray(n_atoms, dtype=np.float64)
-    rates = [-loglog_slope(n_arr, row, floor=1e-13) for row in errors]
-    envelope = errors.max(axis=0)
-    constants = np.max(errors * n_arr[None, :] ** (1 / d), axis=1)
-    return {
-        "datum": datum.name,
-        "d": d,
-        "rule": rule,
-        "t": float(t),
-        "box": box,
-        "N": n_arr.tolist(),
-        "eps": eps.tolist(),
-        "errors": errors.tolist(),
-        "rates": rates,
-        "envelope": envelope.tolist(),
-        "envelope_rate": -loglog_slope(n_arr, envelope, floor=1e-13),
-        "constants": constants.tolist(),
-        "constant_ratio": float(constants.max() / constants.min()),
-    }
+        y, _, u = _nested_sweep(datum, d, x, t, eps, sizes, box, key, point_chunk)
+        dispersion, kink_gap = _covering(x, y, sizes, t, datum)
+    upper, lower = _covering_bounds(x, dispersion, kink_gap, t, datum)
+    return QuadratureErrors(
+        datum=datum.name,
+        d=d,
+        rule=rule,
+        t=float(t),
+        box=box,
+        lipschitz=_lipschitz(datum),
+        n_atoms=np.asarray(n_atoms, dtype=np.float64),
+        eps=eps,
+        errors=np.max(np.abs(u - ref[:, None, :]), axis=-1),
+        dispersion=dispersion,
+        kink_gap=kink_gap,
+        upper=upper,
+        lower=lower,
+    )
+
+
+def shifted_tropical_errors(
+    datum: RadialDatum,
+    d: int,
+    *,
+    widths: Ints,
+    key: PRNGKeyArray,
+    n_shifts: int,
+    t: float = 1.0,
+    eps_max: float = 0.0,
+    radius: float = 1.5,
+    k: int | None = None,
+    reference: Reference | None = None,
+) -> ShiftedTropicalErrors:
+    r"""The eps = 0 corner of the nested rule under random shifts (randomized QMC).
+
+    For ``n_shifts`` independent Cranley–Patterson shifts (keys split from ``key``) of
+    :func:`hjax.measures.nested_measure`, the max-affine layer of every prefix,
+
+    .. math::
+
+        u^N_0(x) = \min_{j < N}\Big[\frac{|x - y_j|^2}{2t} + g(y_j)\Big],
+
+    is evaluated by brute force (a running minimum over the atoms, in NumPy: the definition,
+    THEORY §4) and compared with the exact Moreau envelope ``u_0``. A single shift gives a
+    staircase in N (the distance of the kink of g to the nearest atom jumps as atoms
+    arrive); the mean over shifts is the randomized-QMC error, whose rate in N is the
+    dispersion rate ``N^{-1/d}`` (Thm 7.1(v), ``lim_N lim_eps``). The library's own
+    eps = 0 path is measured by :func:`sweep_errors` and :func:`error_surface`.
+
+    Args:
+        datum: Lipschitz radial initial data.
+        d: space dimension.
+        widths: increasing prefix lengths.
+        key: PRNG key, split into one key per shift.
+        n_shifts: number of shifts.
+        t: time ``> 0``.
+        eps_max: the atoms fill the :func:`truncation_box` for this viscosity (pass that of
+            the :func:`error_surface` this accompanies, so both use the same rule).
+        radius, k: the queries :func:`query_points` ``(d, k, radius)``.
+        reference: the continuous solution to measure against (see :data:`Reference`).
+
+    Returns:
+        A :class:`ShiftedTropicalErrors`.
+
+    Example:
+        >>> import jax
+        >>> from hjax.reference import CONE
+        >>> out = shifted_tropical_errors(CONE, 1, widths=(16, 64), key=jax.random.key(0),
+        ...                               n_shifts=4)
+        >>> bool(out.mean[1] < out.mean[0])
+        True
+    """
+    solve = _solver(reference, datum)
+    widths = tuple(int(n) for n in widths)
+    x = query_points(d, _k(d, k), radius)
+    box = truncation_box(t, eps_max, radius, lipschitz=_lipschitz(datum))
+    u0 = solve(x, t, [0.0])[0]
+    xs = np.asarray(x, dtype=np.float64)
+    cols = np.asarray(widths) - 1
+    chunk = max(1, _COVER_ELEMENTS // widths[-1])
+    errors = np.zeros((n_shifts, len(widths)))
+    for r, sub in enumerate(jax.random.split(key, n_shifts)):
+        y, _ = nested_measure(-box, box, widths[-1], d, key=sub)
+        y = np.asarray(y, dtype=np.float64)
+        g = np.asarray(datum(y), dtype=np.float64)
+        for start in range(0, xs.shape[0], chunk):
+            q = xs[start : start + chunk]
+            cost = np.sum((q[:, None, :] - y[None, :, :]) ** 2, axis=-1) / (2 * t) + g
+            u_n = np.minimum.accumulate(cost, axis=1)[:, cols]  # (chunk, W)
+            gap = np.max(np.abs(u_n - u0[start : start + chunk, None]), axis=0)
+            errors[r] = np.maximum(errors[r], gap)
+    return ShiftedTropicalErrors(
+        datum=datum.name,
+        d=d,
+        t=float(t),
+        box=box,
+        n_atoms=np.asarray(widths, dtype=np.float64),
+        errors=errors,
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -1036,15 +1085,23 @@ def viscosity_errors(
     radius: float = 1.5,
     k: int | None = None,
     reference: Reference | None = None,
-) -> dict[str, Any]:
+) -> ViscosityErrors:
     r"""Thm 7.1(iv): ``sup_x |u_eps − u_0|`` against eps, both continuous (no atoms).
 
-    ``u_eps`` from the radial integral (:func:`hopf_cole_radial`), ``u_0`` from the exact
-    Moreau envelope (:func:`hopf_lax_radial`). Returned: the fitted rate (log-log slope in
-    eps) and a least-squares fit of ``error ≈ c₁ eps log(1/eps) + c₂ eps``, the Laplace
-    expansion for a kink (``c₁ = d/2`` for the cone at x = 0: the Gibbs mass of a
-    d-dimensional kink scales as ``eps^d`` against the kernel's ``eps^{d/2}``); smooth data
-    give ``c₁ ≈ 0`` (rate 1). THEORY §4's ``C√(eps t)`` is an upper bound.
+    ``u_eps`` from the radial integral (:func:`hjax.reference.hopf_cole_radial`), ``u_0``
+    from the exact Moreau envelope (:func:`hjax.reference.hopf_lax_radial`), and a
+    least-squares fit of the Laplace expansion
+
+    .. math::
+
+        \sup_x |u_\varepsilon - u_0| \approx \varepsilon\,\big(c_{\log}\log(1/\varepsilon)
+            + c_{\rm lin}\big),
+
+    a Laplace expansion around the Hopf–Lax minimisers: ``c_log = d/2`` at the cone's kink
+    (the Gibbs mass of a d-dimensional kink scales as ``eps^d`` against the kernel's
+    ``eps^{d/2}``), ``(d−1)/2`` at the concave cone's sphere of minimisers (a transverse mass
+    ``eps^{1/2}``) and 0 for smooth data (rate 1). THEORY §4's ``C√(eps t)`` is an upper
+    bound; these are the measured leading terms.
 
     Args:
         datum: radial initial data.
@@ -1053,17 +1110,15 @@ def viscosity_errors(
         t: time ``> 0``.
         radius: the queries are the grid :func:`query_points` on ``[−radius, radius]^d``.
         k: query points per axis (default 17, 9, 5 for d = 1, 2, 3; odd, so x = 0 is one).
-        reference: ``reference(x, t, eps_values) -> (E, P)``, the continuous solution
-            ``u_eps`` (``u_0`` at eps = 0) to measure against; default the radial
-            reference of ``datum`` (:func:`hopf_cole_radial`). Pass another one (Feynman–Kac,
-            a PDE solver) to cross-check, or a wrong one to see the checks fail.
+        reference: the continuous solution to measure against (see :data:`Reference`).
 
     Returns:
-        A dict of plain floats and lists (see above).
+        A :class:`ViscosityErrors`.
 
     Example:
+        >>> from hjax.reference import CONE, SMOOTH_CONE
         >>> out = viscosity_errors(SMOOTH_CONE, 1, eps_values=(1e-3, 1e-2))
-        >>> 0.8 < out["rate"] < 1.2
+        >>> abs(out.c_log) < 0.1
         True
     """
     solve = _solver(reference, datum)
@@ -1071,22 +1126,19 @@ def viscosity_errors(
     if not np.all(eps > 0):
         raise ValueError(f"`eps_values` must all be > 0; got {eps_values!r}.")
     x = query_points(d, _k(d, k), radius)
-    u0 = solve(x, t, [0.0])[0]
-    errors = np.max(np.abs(solve(x, t, eps) - u0[None, :]), axis=1)
+    u = solve(x, t, np.concatenate([[0.0], eps]))
+    errors = np.max(np.abs(u[1:] - u[0][None, :]), axis=1)
     design = np.stack([np.log(1 / eps), np.ones_like(eps)], axis=1)
     (c1, c2), *_ = np.linalg.lstsq(design, errors / eps, rcond=None)
-    model = eps * (c1 * np.log(1 / eps) + c2)
-    return {
-        "datum": datum.name,
-        "d": d,
-        "t": float(t),
-        "eps": eps.tolist(),
-        "errors": errors.tolist(),
-        "rate": loglog_slope(eps, errors, floor=1e-14),
-        "c_log": float(c1),
-        "c_lin": float(c2),
-        "model_rel_residual": float(np.max(np.abs(model - errors) / errors)),
-    }
+    return ViscosityErrors(
+        datum=datum.name,
+        d=d,
+        t=float(t),
+        eps=eps,
+        errors=errors,
+        c_log=float(c1),
+        c_lin=float(c2),
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -1107,351 +1159,75 @@ def error_surface(
     point_chunk: int | None = None,
     knee_factor: float = 2.0,
     reference: Reference | None = None,
-) -> dict[str, Any]:
+) -> ErrorSurface:
     r"""Thm 7.1(v) and Thm 8.1: ``E(eps, N) = sup_x |u^N_eps − u_0|`` from one sweep.
 
     One :func:`hjax.sweep.hopf_cole_sweep` call evaluates the heat-normalized Hopf–Cole
     solution of the nested Halton measure (prefix n weighted ``vol/n``) for every eps
-    (including 0, the exact tropical value ``u^N_0``) and every width; ``u_0`` is the exact
-    Moreau envelope. Read off the surface:
-
-    * ``tropical_edge = E(0, N)``: the path ``lim_N lim_eps`` (``u^N_eps → u^N_0`` is exact
-      at fixed N, then ``u^N_0 → u_0``);
-    * ``viscous_edge = E(eps, N_max)`` and ``continuum_edge = sup_x |u_eps − u_0|`` (the
-      radial reference, N = ∞): the path ``lim_eps lim_N``;
-    * ``top_edge = sup_x |u^{N_max}_eps − u^{N_max}_0|``: the Maslov arrow at fixed width;
-    * ``eps_star[w] = argmin_eps E(eps, N_w)`` with its log-log slope in N, and the *knee*
-      ``eps_knee[w]``, the largest eps with ``E <= knee_factor · min_eps E``: the
-      largest viscosity that costs (almost) no accuracy.
+    (including 0, the exact tropical value ``u^N_0``) and every width; the references
+    ``u_eps`` (and ``u_0`` at eps = 0) come from :func:`hjax.reference.radial_reference`.
+    Read off the surface (:class:`ErrorSurface`): the path ``lim_N lim_eps`` (the eps = 0
+    row), the path ``lim_eps lim_N`` (the largest width, and N = ∞ through ``u_eps``), the
+    quadrature error of the nested rule for every eps, the Maslov sandwich at the largest
+    width, and the optimal viscosity ``eps*(N) = argmin_eps E`` of Thm 8.1 (with the
+    paper's prescription via :meth:`ErrorSurface.prescribed`).
 
     Args:
         datum: Lipschitz radial initial data.
         d: space dimension (1, 2 or 3).
-        eps_values: viscosities ``>= 0``, including 0 (at least 32 for Thm 7.1(v)).
-        widths: increasing prefix lengths N of the nested rule (at least 10).
+        eps_values: viscosities ``>= 0``, including 0 (sorted on return).
+        widths: increasing prefix lengths N of the nested rule.
         t: time ``> 0``.
-        key: PRNG key of the Halton rule's random shift (``None``: unshifted).
-        point_chunk: queries evaluated at once by the sweep (bounds memory).
-        knee_factor: the tolerance factor defining the knee.
         radius: the queries are the grid :func:`query_points` on ``[−radius, radius]^d``.
         k: query points per axis (default 17, 9, 5 for d = 1, 2, 3; odd, so x = 0 is one).
-        reference: ``reference(x, t, eps_values) -> (E, P)``, the continuous solution
-            ``u_eps`` (``u_0`` at eps = 0) to measure against; default the radial
-            reference of ``datum`` (:func:`hopf_cole_radial`). Pass another one (Feynman–Kac,
-            a PDE solver) to cross-check, or a wrong one to see the checks fail.
+        key: PRNG key of the Halton rule's random shift (``None``: unshifted).
+        point_chunk: point chunk of the sweep (bounds memory).
+        knee_factor: the tolerance factor defining the knee.
+        reference: the continuous solution to measure against (see :data:`Reference`).
 
     Returns:
-        A dict of plain lists/floats (the surface as ``E[e][w]``).
+        An :class:`ErrorSurface`.
 
     Example:
         >>> import numpy as np
-        >>> out = error_surface(CONE, 1, eps_values=np.r_[0, np.logspace(-4, 0, 5)],
-        ...                     widths=(16, 64, 256))
-        >>> out["tropical_edge"][-1] < out["tropical_edge"][0]
+        >>> from hjax.reference import CONE
+        >>> s = error_surface(CONE, 1, eps_values=np.r_[0, np.logspace(-4, 0, 5)],
+        ...                   widths=(16, 64, 256))
+        >>> bool(s.tropical_edge[-1] < s.tropical_edge[0])
         True
     """
     solve = _solver(reference, datum)
-    eps = np.asarray(eps_values, dtype=np.float64)
-    if eps.ndim != 1 or not np.any(eps == 0) or np.any(eps < 0):
+    eps = np.unique(np.asarray(eps_values, dtype=np.float64))
+    if eps.ndim != 1 or eps[0] != 0 or np.any(eps < 0):
         raise ValueError(f"`eps_values` must be >= 0 and include 0; got {eps_values!r}.")
     widths = tuple(int(w) for w in widths)
     x = query_points(d, _k(d, k), radius)
     box = truncation_box(t, float(eps.max()), radius, lipschitz=_lipschitz(datum))
-    y, g, log_w = _halton_problem(jnp.asarray(box), key, datum, widths[-1], d)
-    u = np.asarray(
-        hopf_cole_sweep(
-            x,
-            y,
-            g,
-            t,
-            jnp.asarray(eps, x.dtype),
-            widths,
-            log_w=log_w,
-            normalized=True,
-            renormalize_prefix=True,
-            point_chunk=point_chunk,
-        )
-    )  # (E, W, P)
-    u0 = solve(x, t, [0.0])[0]
-    surface = np.max(np.abs(u - u0), axis=-1)  # (E, W)
-    zero = int(np.nonzero(eps == 0)[0][0])
-    positive = eps > 0
-    continuum = np.zeros_like(eps)
-    continuum[positive] = np.max(np.abs(solve(x, t, eps[positive]) - u0[None, :]), axis=1)
-    n_arr = np.asarray(widths, dtype=np.float64)
-    eps_star = eps[np.argmin(surface, axis=0)]
-    knee = np.asarray(
-        [eps[surface[:, w] <= knee_factor * surface[:, w].min()].max() for w in range(len(widths))]
+    y, _, u = _nested_sweep(datum, d, x, t, eps, widths, box, key, point_chunk)  # (E, W, P)
+    ref = solve(x, t, eps)  # (E, P); ref[0] = u_0
+    dispersion, kink_gap = _covering(x, y, widths, t, datum)
+    upper, lower = _covering_bounds(x, dispersion, kink_gap, t, datum)
+    # Maslov at N_max: remove the heat normalization and the weights vol/N (THEORY §2).
+    n_max = widths[-1]
+    safe = np.where(eps > 0, eps, 1.0)
+    shift = eps * (d / 2 * np.log(2 * np.pi * safe * t) - (d * np.log(2 * box) - np.log(n_max)))
+    gap = u[0, -1][None, :] - (u[:, -1, :] - shift[:, None])
+    return ErrorSurface(
+        datum=datum.name,
+        d=d,
+        t=float(t),
+        box=box,
+        lipschitz=_lipschitz(datum),
+        eps=eps,
+        n_atoms=np.asarray(widths, dtype=np.float64),
+        errors=np.max(np.abs(u - ref[0][None, None, :]), axis=-1),
+        quadrature=np.max(np.abs(u - ref[:, None, :]), axis=-1),
+        continuum=np.max(np.abs(ref - ref[0][None, :]), axis=-1),
+        maslov_low=gap.min(axis=-1),
+        maslov_high=gap.max(axis=-1),
+        dispersion=dispersion,
+        kink_gap=kink_gap,
+        upper=upper,
+        lower=lower,
+        knee_factor=float(knee_factor),
     )
-    top = np.max(np.abs(u[:, -1, :] - u[zero, -1, :]), axis=-1)
-    return {
-        "datum": datum.name,
-        "d": d,
-        "t": float(t),
-        "box": box,
-        "eps": eps.tolist(),
-        "N": n_arr.tolist(),
-        "E": surface.tolist(),
-        "tropical_edge": surface[zero].tolist(),
-        "tropical_rate": -loglog_slope(n_arr, surface[zero], floor=1e-14),
-        "viscous_edge": surface[:, -1].tolist(),
-        "continuum_edge": continuum.tolist(),
-        "top_edge": top.tolist(),
-        "top_rate": loglog_slope(eps[positive], top[positive], floor=1e-14),
-        "eps_star": eps_star.tolist(),
-        "eps_star_slope": loglog_slope(n_arr, eps_star),
-        "gain_at_eps_star": (surface.min(axis=0) / surface[zero]).tolist(),
-        "knee_factor": float(knee_factor),
-        "eps_knee": knee.tolist(),
-        "eps_knee_slope": loglog_slope(n_arr, knee),
-    }
-
-
-# --------------------------------------------------------------------------------------
-# The figure
-# --------------------------------------------------------------------------------------
-
-
-def _fields(row: Any) -> tuple[dict[str, Any], bool, float, str]:
-    """(details, passed, measured, claim) of a verify ``Row`` or its JSON dict."""
-    if isinstance(row, dict):
-        measured = row.get("measured")
-        return (
-            row.get("details") or {},
-            bool(row.get("passed")),
-            float("nan") if measured is None else float(measured),
-            str(row.get("claim", "")),
-        )
-    return row.details or {}, bool(row.passed), float(row.measured), str(row.claim)
-
-
-def _fmt(value: Any, spec: str = ".2f") -> str:
-    value = float("nan") if value is None else float(value)
-    return "nan" if not math.isfinite(value) else format(value, spec)
-
-
-def _edge_labels(rows: Sequence[Any]) -> dict[str, list[tuple[str, bool]]]:
-    """Text lines for each arrow of the diagram (and the centre), grouped, with verdicts.
-
-    Rows are matched by ``details["edge"]`` (set by :mod:`hjax.verify.diagram`); every line
-    summarises the rows of one group and is marked failed if any of them fails.
-    """
-    groups: dict[tuple[str, str], list[tuple[str, bool]]] = {}
-
-    def add(where: str, group: str, text: str, ok: bool) -> None:
-        groups.setdefault((where, group), []).append((text, ok))
-
-    for row in rows:
-        details, ok, measured, claim = _fields(row)
-        edge, d = details.get("edge"), details.get("d")
-        value = _fmt(measured)
-        if edge == "identity":
-            add("centre", "i", f"(i) layer = Hopf–Cole: max error {_fmt(measured, '.1e')}", ok)
-        elif edge == "semigroup":
-            text = f"N^-{value}" if "rate" in details else f"gap {_fmt(measured, '.1e')}"
-            add("centre", f"ii{d}", text, ok)
-        elif edge == "composition":
-            text = f"depth-L N^-{value}" if "rates" in details else f"C_L/C_1 ≤ {value}"
-            add("centre", f"ii{d}", text, ok)
-        elif edge == "eps_star":
-            knee_slope = details.get("knee_slope")
-            knee = _fmt(None if knee_slope is None or d is None else knee_slope * d)
-            add("centre", f"v{d}", f"eps* = argmin E ∝ N^(s/d), s = {value}; knee s = {knee}", ok)
-        elif edge == "quadrature":
-            rule = details.get("rule")
-            if "constant" in claim:
-                add("left", f"{rule}{d}", f"C max/min {_fmt(measured, '.1f')}", ok)
-            else:
-                env = _fmt(details.get("envelope_rate"))
-                add("left", f"{rule}{d}", f"N^-{value} (sup_eps N^-{env})", ok)
-        elif edge == "viscosity":
-            name = details.get("datum")
-            if "kink" in claim:
-                add("bottom", f"{name}", f"c/(d/2) = {value} (d={d})", ok)
-            else:
-                add("bottom", f"{name}", f"eps^{value} (d={d})", ok)
-        elif edge in ("viscous", "continuum"):
-            label = "min_eps E(eps,N_max)" if edge == "viscous" else "N=∞: sup|u_eps−u_0|"
-            add("bottom", f"lim{d}", f"{label} {_fmt(measured, '.0e')}", ok)
-        elif edge == "tropical":
-            add("right", f"{d}", f"E(0,N) ∝ N^-{value}", ok)
-        elif edge == "surface":
-            add("right", f"{d}", f"E(0,N_max) = {_fmt(measured, '.1e')}", ok)
-            add("top", f"{d}", f"sup|u^N_eps − u^N_0| ∝ eps^{_fmt(details.get('top_rate'))}", ok)
-
-    prefixes = {
-        "ii": "(ii) semigroup & Thm E.1, d={}: ",
-        "v": "Thm 8.1, d={}: ",
-        "grid": "grid, d={}: ",
-        "halton": "Halton, d={}: ",
-        "lim": "lim_eps lim_N, d={}: ",
-    }
-    labels: dict[str, list[tuple[str, bool]]] = {}
-    for (where, group), items in groups.items():
-        head = ""
-        for prefix, template in prefixes.items():
-            if group.startswith(prefix) and group[len(prefix) :].isdigit():
-                head = template.format(group[len(prefix) :])
-        if not head and where in ("top", "right"):
-            head = f"d={group}: "
-        elif not head and where == "bottom":
-            head = f"{group}: "
-        text = head + ", ".join(t for t, _ in items)
-        labels.setdefault(where, []).append((text, all(ok for _, ok in items)))
-    return labels
-
-
-def plot_commutative_diagram(rows: Sequence[Any], path: str | os.PathLike) -> Path:
-    r"""Draw Theorem 7.1's diagram labelled with measured rates, and the error surface(s).
-
-    The left panel has the four corners ``u^N_eps``, ``u^N_0`` (top: atoms, the layer),
-    ``u_eps``, ``u_0`` (bottom: the continuum); each arrow carries the measurements of the
-    ``diagram`` rows of ``hjax verify`` whose ``details["edge"]`` names it (green: the
-    claim holds, red: it fails); below it, the exact identity (i), the semigroup (ii) with
-    Thm E.1 and the optimal-viscosity slopes (Thm 8.1). One panel per error surface
-    ``log10 E(eps, N)`` follows (the eps = 0 column at the left), with ``eps*(N)``, the
-    knee and guides ``∝ N^{-1/d}``, ``N^{-2/d}``. The file is written atomically
-    (:func:`hjax._io.atomic_write_bytes`); the Agg canvas is used directly, so no global
-    matplotlib backend is touched.
-
-    Args:
-        rows: ``hjax.verify.Row`` objects of group ``diagram`` (or their JSON dicts).
-        path: output file; the format follows the suffix (``.png``, ``.pdf``, ``.svg``).
-
-    Returns:
-        The path written.
-    """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    from ._io import atomic_write_bytes
-
-    path = Path(path)
-    surfaces = [_fields(r)[0] for r in rows if _fields(r)[0].get("edge") == "surface"]
-    n_s = len(surfaces)
-    fig = Figure(figsize=(11 + 4.6 * n_s, 8.5), layout="constrained")
-    FigureCanvasAgg(fig)
-    grid = fig.add_gridspec(2, 1 + n_s, width_ratios=[11] + [4.6] * n_s, height_ratios=[3, 1])
-    labels = _edge_labels(rows)
-    _draw_diagram(fig.add_subplot(grid[0, 0]), labels)
-    _draw_lines(fig.add_subplot(grid[1, 0]), labels.get("centre", []))
-    for i, surface in enumerate(surfaces):
-        _draw_surface(fig, fig.add_subplot(grid[:, 1 + i]), surface)
-    n_ok = sum(_fields(r)[1] for r in rows)
-    fig.suptitle(f"Theorem 7.1, measured: {n_ok}/{len(rows)} diagram claims hold")
-    with tempfile.SpooledTemporaryFile() as buffer:
-        fig.savefig(buffer, format=path.suffix.lstrip(".") or "png", dpi=110)
-        buffer.seek(0)
-        data = buffer.read()
-    return atomic_write_bytes(path, data)
-
-
-_PASS_COLOR, _FAIL_COLOR = "#1a7f37", "#cf222e"
-
-
-def _draw_lines(ax: Any, lines: list[tuple[str, bool]]) -> None:
-    ax.set_axis_off()
-    for j, (text, ok) in enumerate(lines):
-        color = _PASS_COLOR if ok else _FAIL_COLOR
-        ax.text(
-            0.0,
-            1.0 - j * 0.16,
-            text,
-            ha="left",
-            va="top",
-            fontsize=8.5,
-            color=color,
-            transform=ax.transAxes,
-        )
-
-
-def _draw_diagram(ax: Any, labels: dict[str, list[tuple[str, bool]]]) -> None:
-    ax.set_axis_off()
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1)
-    corners = (
-        (0.09, 0.86, "$u^N_\\varepsilon$\nLSE layer"),
-        (0.91, 0.86, "$u^N_0$\nmax-affine"),
-        (0.09, 0.12, "$u_\\varepsilon$\nviscous HJ"),
-        (0.91, 0.12, "$u_0$\nMoreau env."),
-    )
-    for x, y, text in corners:
-        ax.text(
-            x,
-            y,
-            text,
-            ha="center",
-            va="center",
-            fontsize=12,
-            bbox={"boxstyle": "round", "fc": "#f4f4f4", "ec": "#555"},
-        )
-    arrow = {"arrowstyle": "-|>", "lw": 1.6, "color": "#333"}
-    for start, end in (
-        ((0.18, 0.86), (0.82, 0.86)),
-        ((0.18, 0.12), (0.82, 0.12)),
-        ((0.09, 0.76), (0.09, 0.22)),
-        ((0.91, 0.76), (0.91, 0.22)),
-    ):
-        ax.annotate("", xy=end, xytext=start, arrowprops=arrow)
-    step = 0.045
-    blocks = {
-        # where: (x, y of the title, alignment, direction of the items, title)
-        "top": (0.5, 0.95, "center", -1, "eps → 0 at fixed N (Maslov, exact sandwich)"),
-        "bottom": (0.5, 0.03, "center", +1, "eps → 0: vanishing viscosity, Thm 7.1(iv)"),
-        "left": (0.12, 0.70, "left", -1, "N → ∞: quadrature, Thm 7.1(iii)"),
-        "right": (0.88, 0.70, "right", -1, "N → ∞ at eps = 0, Thm 7.1(v)"),
-    }
-    for where, (x, y, ha, direction, title) in blocks.items():
-        ax.text(x, y, title, ha=ha, va="center", fontsize=9.5, fontweight="bold")
-        items = labels.get(where, [])
-        first = {"top": 0.80, "bottom": 0.18}.get(where, y - step)
-        if where == "bottom":
-            items = items[::-1]
-        for j, (text, ok) in enumerate(items):
-            color = _PASS_COLOR if ok else _FAIL_COLOR
-            ax.text(
-                x, first + direction * j * step, text, ha=ha, va="center", fontsize=8.5, color=color
-            )
-
-
-def _draw_surface(fig: Any, ax: Any, s: dict[str, Any]) -> None:
-    eps = np.asarray(s["eps"], dtype=float)
-    n_atoms = np.asarray(s["N"], dtype=float)
-    E = np.asarray(s["E"], dtype=float)
-    d = s.get("d")
-    positive = eps > 0
-    order = np.argsort(eps[positive])
-    log_eps = np.log10(eps[positive][order])
-    step = float(np.median(np.diff(log_eps))) if log_eps.size > 1 else 1.0
-    # The eps = 0 column is drawn one step left of the smallest eps, with a gap.
-    x_cols = np.concatenate([[log_eps[0] - 2 * step], log_eps])
-    values = np.concatenate([E[~positive][:1], E[positive][order]], axis=0)
-    edges_x = np.concatenate([x_cols - step / 2, [x_cols[-1] + step / 2]])
-    log_n = np.log10(n_atoms)
-    dn = np.diff(log_n)
-    edges_y = np.concatenate(
-        [[log_n[0] - dn[0] / 2], log_n[:-1] + dn / 2, [log_n[-1] + dn[-1] / 2]]
-    )
-    mesh = ax.pcolormesh(edges_x, edges_y, np.log10(np.maximum(values, 1e-16)).T, cmap="viridis")
-    fig.colorbar(mesh, ax=ax, label=r"$\log_{10} E(\varepsilon, N)$", shrink=0.8)
-    for key, style, label in (
-        ("eps_star", "wo-", r"$\varepsilon^*(N)$ = argmin"),
-        ("eps_knee", "w^--", "knee (E ≤ 2 min E)"),
-    ):
-        vals = np.asarray(s.get(key, []), dtype=float)
-        if vals.size == n_atoms.size:
-            xs = np.where(vals > 0, np.log10(np.where(vals > 0, vals, 1.0)), x_cols[0])
-            ax.plot(xs, log_n, style, ms=3, lw=1, label=label)
-    if d:
-        for power, style in ((1, ":"), (2, "-.")):
-            anchor = (log_eps[0] + log_eps[-1]) / 2
-            xs = anchor - power / d * (log_n - log_n[-1])
-            ax.plot(xs, log_n, "r" + style, lw=1, label=rf"$\propto N^{{-{power}/{d}}}$")
-    ax.set_xlim(edges_x[0], edges_x[-1])
-    ax.set_ylim(edges_y[0], edges_y[-1])
-    ticks = [x_cols[0]] + [v for v in np.arange(np.ceil(log_eps[0]), log_eps[-1] + 1e-9)]
-    ax.set_xticks(ticks, ["0"] + [f"{v:g}" for v in ticks[1:]])
-    ax.set_xlabel(r"$\log_{10}\varepsilon$ (left column: $\varepsilon = 0$)")
-    ax.set_ylabel(r"$\log_{10} N$")
-    ax.set_title(f"E(eps, N) = sup|u^N_eps − u_0|, g = {s.get('datum')}, d = {d}", fontsize=9)
-    ax.legend(fontsize=7, loc="lower left")

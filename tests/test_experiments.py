@@ -17,7 +17,6 @@ if str(ROOT) not in sys.path:  # `pytest` (unlike `python -m pytest`) does not a
     sys.path.insert(0, str(ROOT))
 
 from experiments import (  # noqa: E402
-    _common,
     attention_gibbs,
     hessian_bound,
     initial_data_recovery,
@@ -157,8 +156,55 @@ def test_resume_skips_finished_units(attention_results, monkeypatch):
     assert third["units"]["d=64"]["finished_at"] != first["units"]["d=64"]["finished_at"]
 
 
-def test_resume_refuses_another_config(attention_results):
-    """--resume with a different configuration (full vs quick) refuses to mix the runs."""
+def test_resume_refuses_another_config(attention_results, capsys):
+    """--resume with a different configuration (full vs quick) refuses to mix the runs: exit 2."""
     out, _ = attention_results
-    with pytest.raises(_common.ConfigMismatch, match="different configuration"):
-        attention_gibbs.main(["--out", str(out), "--resume"])
+    assert attention_gibbs.main(["--out", str(out), "--resume"]) == 2
+    assert "different configuration" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("content", [b"", b'{"schema": "hjax.runner/1", "units": {"d=4"', b"\xff"])
+def test_corrupt_results_are_named_and_exit_two(tmp_path, capsys, content):
+    """A truncated, empty or garbage results.json: a clear message naming it, exit 2, kept."""
+    path = tmp_path / "results.json"
+    path.write_bytes(content)
+    assert attention_gibbs.main(["--quick", "--out", str(tmp_path), "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert str(path) in err and "Traceback" not in err
+    assert path.read_bytes() == content
+
+
+def test_unwritable_out_exits_two(tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    assert attention_gibbs.main(["--quick", "--out", str(blocker / "sub")]) == 2
+    assert "cannot write" in capsys.readouterr().err
+
+
+def test_msa_vs_backprop_experiment(tmp_path):
+    """E-MSA vs Adam (Li et al. 2018): claims re-checked from the stored curves, and the common
+    starting loss recomputed by a NumPy forward-Euler loop on independently regenerated data."""
+    from experiments import msa_vs_backprop
+
+    results = _run_quick(msa_vs_backprop, tmp_path)
+    config = results["config"]
+    units = list(results["units"].values())
+    assert [u["seed"] for u in units] == config["seeds"]
+    n, d, depth = config["n"], config["d"], config["depth"]
+    for u in units:
+        msa, adam = np.array(u["msa"]), np.array(u["backprop"])
+        assert msa.shape == adam.shape == (config["steps"],)
+        assert msa[0] == adam[0]  # one network, two trainings
+        assert msa[-1] < 0.5 * msa[0]
+        assert msa[-1] <= 2.0 * adam[-1]
+        rng = np.random.default_rng(u["seed"])
+        z = rng.uniform(-1.0, 1.0, (n, 2))
+        y = np.where(np.sum(z**2, axis=1) < 2 / np.pi, 1.0, -1.0)
+        y = np.where(rng.uniform(size=n) < config["label_noise"], -y, y)
+        x = np.concatenate([z, np.zeros((n, d - 2))], axis=1)
+        W, b = np.array(u["initial_W"]), np.array(u["initial_b"])
+        assert W.shape == (depth, d, d) and b.shape == (depth, d)
+        h = config["T"] / depth
+        for layer in range(depth):
+            x = x + h * np.tanh(x @ W[layer].T + b[layer])
+        assert 0.5 * np.mean((x[:, -1] - y) ** 2) == pytest.approx(msa[0], rel=1e-12)

@@ -11,4 +11,6 @@ from ._core import CHECKS as CHECKS
 from ._core import Row as Row
 from ._core import bound_row as bound_row
 from ._core import interval_row as interval_row
+from ._core import rate_row as rate_row
 from ._core import register as register
+from ._core import tight_row as tight_row
