@@ -19,7 +19,8 @@ states (the state is ``(B, d)``). Time is the median wall-clock of repeats after
 .memory_analysis()``: temporaries + outputs (arguments — the parameters — are the same for
 every method and reported apart). Ratios are relative to ``jax.grad`` in the same run.
 Runs on the default JAX device (CPU or GPU) unchanged. Results go to
-``results/benchmarks/adjoints.json`` with provenance.
+``results/benchmarks/adjoints.json`` (:class:`hjax.runner.Runner`: atomic, with provenance;
+``--resume`` keeps the methods already measured).
 """
 
 import argparse
@@ -32,8 +33,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hjax._io import atomic_write_json, provenance
 from hjax.costate import costate_backward, euler_forward, ode_gradient
+from hjax.runner import ResultsError, Runner
 
 T = 1.0
 
@@ -70,7 +71,7 @@ def _methods(depth: int, x0):
         xs = euler_forward(_block, theta, x0, h)
         return costate_backward(_block, theta, xs, jax.grad(_loss)(xs[-1]), h)[1]
 
-    def diffrax_method(method, checkpoints=None):
+    def diffrax_method(adjoint):
         def run(theta):
             return ode_gradient(
                 _block,
@@ -78,12 +79,12 @@ def _methods(depth: int, x0):
                 x0,
                 T,
                 _loss,
-                method=method,
+                adjoint=adjoint,
                 solver=diffrax.Euler(),
-                dt=h,
+                stepsize_controller=diffrax.ConstantStepSize(),
+                dt0=h,
                 path="piecewise",
                 max_steps=depth,
-                checkpoints=checkpoints,
             )[1]
 
         return run
@@ -91,10 +92,12 @@ def _methods(depth: int, x0):
     return {
         "jax.grad (scan)": grad_unrolled,
         "costate_backward": costate,
-        "diffrax recursive": diffrax_method("recursive"),
-        "diffrax recursive (L ckpts)": diffrax_method("recursive", checkpoints=depth),
-        "diffrax backsolve": diffrax_method("backsolve"),
-        "diffrax direct": diffrax_method("direct"),
+        "diffrax recursive": diffrax_method(diffrax.RecursiveCheckpointAdjoint()),
+        "diffrax recursive (L ckpts)": diffrax_method(
+            diffrax.RecursiveCheckpointAdjoint(checkpoints=depth)
+        ),
+        "diffrax backsolve": diffrax_method(diffrax.BacksolveAdjoint()),
+        "diffrax direct": diffrax_method(diffrax.DirectAdjoint()),
     }
 
 
@@ -154,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=None, help="states per batch B")
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--out", default="results/benchmarks/adjoints.json")
+    parser.add_argument("--resume", action="store_true", help="keep the methods measured")
     args = parser.parse_args(argv)
 
     depth = args.depth or (128 if args.quick else 1024)
@@ -163,15 +167,34 @@ def main(argv: list[str] | None = None) -> int:
     dtype = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
     theta, x0 = _problem(depth, dim, batch, dtype)
 
-    results: dict[str, dict] = {}
-    reference = None
-    for name, fn in _methods(depth, x0).items():
-        result, grad = _bench(fn, theta, repeats)
-        if reference is None:
-            reference = grad
-        result["rel_err_vs_jax_grad"] = _relative_error(grad, reference)
-        results[name] = result
-        print(f"  measured {name} ({result['time_s'] * 1e3:.2f} ms)", flush=True)
+    params = sum(int(np.prod(v.shape)) for v in theta.values())
+    config = {
+        "quick": args.quick,
+        "depth": depth,
+        "dim": dim,
+        "batch": batch,
+        "parameters": params,
+        "T": T,
+        "h": T / depth,
+        "repeats": repeats,
+        "dtype": jnp.dtype(dtype).name,
+        "block": "f(x, θ_l) = W2 tanh(W1 x + b1) + b2, state (B, d)",
+        "timing": "median wall-clock of repeats after compilation and a first run",
+        "memory": "XLA compiled memory_analysis(): temp + output bytes (arguments apart)",
+    }
+    try:
+        run = Runner(args.out, kind="benchmarks.adjoints", config=config, resume=args.resume)
+    except ResultsError as e:
+        print(f"python -m benchmarks.adjoints: {e}", file=sys.stderr)
+        return 2
+    methods = _methods(depth, x0)
+    reference = jax.jit(methods["jax.grad (scan)"])(theta)
+
+    def measure(name: str) -> dict:
+        result, grad = _bench(methods[name], theta, repeats)
+        return {**result, "rel_err_vs_jax_grad": _relative_error(grad, reference)}
+
+    results = run.run(list(methods), measure)
 
     base = results["jax.grad (scan)"]
     for r in results.values():
@@ -195,28 +218,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{'n/a' if mem_ratio is None else f'{mem_ratio:6.2f}x':>7} "
             f"{r['compile_s']:7.2f}s {r['rel_err_vs_jax_grad']:9.1e}"
         )
-    params = sum(int(np.prod(v.shape)) for v in theta.values())
-    report = {
-        "benchmark": "adjoints",
-        "config": {
-            "quick": args.quick,
-            "depth": depth,
-            "dim": dim,
-            "batch": batch,
-            "parameters": params,
-            "T": T,
-            "h": T / depth,
-            "repeats": repeats,
-            "dtype": jnp.dtype(dtype).name,
-            "block": "f(x, θ_l) = W2 tanh(W1 x + b1) + b2, state (B, d)",
-            "timing": "median wall-clock of repeats after compilation and a first run",
-            "memory": "XLA compiled memory_analysis(): temp + output bytes (arguments apart)",
-        },
-        "results": results,
-        "provenance": provenance(),
-    }
-    path = atomic_write_json(args.out, report)
-    print(f"wrote {path}")
+    print(f"wrote {run.save(benchmark='adjoints')}")
     return 0
 
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from .._io import atomic_write_bytes
+from ..runner import atomic_write_bytes
 from ._core import Row
 
 __all__ = ["commutative_diagram_figure", "plot_commutative_diagram"]
@@ -370,7 +370,7 @@ def plot_commutative_diagram(rows: Sequence[Row], path: str | os.PathLike) -> Pa
         path: output file; the format follows the suffix (``.png``, ``.pdf``, ``.svg``).
 
     Returns:
-        The path written (atomically: :func:`hjax._io.atomic_write_bytes`; the Agg canvas is
+        The path written (atomically: :func:`hjax.runner.atomic_write_bytes`; the Agg canvas is
         used directly, so no global matplotlib backend is touched).
     """
     path = Path(path)
