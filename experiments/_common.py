@@ -134,10 +134,16 @@ class Run:
         figure: Callable[[], Any] | None = None,
         extra: dict[str, Any] | None = None,
     ) -> int:
-        """Write the final results (and figure); print the claims; 0 iff every claim holds.
+        """Write the final results (and figure); print the claims; 0 iff every check holds.
 
-        Each claim is ``{"claim": str, "measured": float, "expected": str, "holds": bool}``.
+        Each claim is ``{"claim": str, "measured": float, "expected": str, "holds": bool}``:
+        a *check* (``PASS``/``FAIL``; a failure makes the exit status 1). A claim with a
+        ``"paper"`` entry (what the paper states) tests the paper's *prediction* instead:
+        its verdict is ``AGREES`` or ``DIFFERS`` (the measurement contradicts the paper), and
+        it does not change the exit status — a prediction that does not hold is a finding,
+        not a bug. Every claim gets its ``"verdict"`` in ``results.json``.
         """
+        claims = [{**c, "verdict": _verdict(c)} for c in claims]
         payload = {"summary": summary, "claims": claims, **(extra or {})}
         if figure is not None:
             fig = figure()
@@ -148,8 +154,11 @@ class Run:
             payload["figure"] = path.name
         self._save(complete=True, **payload)
         print(format_table(["claim", "measured", "expected", "verdict"], _claim_rows(claims)))
-        ok = all(c["holds"] for c in claims)
-        verdict = "all claims hold" if ok else "A CLAIM FAILS"
+        ok = all(c["verdict"] != "FAIL" for c in claims)
+        differs = sum(c["verdict"] == "DIFFERS" for c in claims)
+        verdict = "all checks hold" if ok else "A CHECK FAILS"
+        if differs:
+            verdict += f"; {differs} prediction(s) of the paper DIFFER from the measurement"
         print(
             f"[{self.name}] {verdict}; {self.runner.seconds:.1f} s of units; "
             f"results in {self.out}/",
@@ -163,11 +172,14 @@ class Run:
         )
 
 
+def _verdict(claim: dict[str, Any]) -> str:
+    if claim.get("paper"):
+        return "AGREES" if claim["holds"] else "DIFFERS"
+    return "PASS" if claim["holds"] else "FAIL"
+
+
 def _claim_rows(claims: list[dict[str, Any]]) -> list[list[str]]:
-    return [
-        [c["claim"], f"{c['measured']:.4g}", c["expected"], "PASS" if c["holds"] else "FAIL"]
-        for c in claims
-    ]
+    return [[c["claim"], f"{c['measured']:.4g}", c["expected"], c["verdict"]] for c in claims]
 
 
 def error_by_dimension_figure(

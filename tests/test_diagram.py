@@ -467,6 +467,14 @@ def figure_rows():
 
 
 def test_figure_texts_do_not_overlap(figure_rows, monkeypatch):
+    """No two drawn texts overlap, and no text crosses an arrow or a corner box — with the
+    lines of both dimensions present (the d = 2 rows are the d = 1 rows renamed: the layout,
+    not the values, is under test)."""
+    rows = figure_rows + [
+        dataclasses.replace(r, key=r.key.replace(".d1", ".d2"))
+        for r in figure_rows
+        if ".d1" in r.key
+    ]
     # Record the texts the renderer actually draws (tick labels outside the view are not).
     drawn = []
     draw = matplotlib.text.Text.draw
@@ -477,10 +485,10 @@ def test_figure_texts_do_not_overlap(figure_rows, monkeypatch):
         return draw(self, renderer)
 
     monkeypatch.setattr(matplotlib.text.Text, "draw", record)
-    fig = figure.commutative_diagram_figure(figure_rows)
+    fig = figure.commutative_diagram_figure(rows)
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
-    assert len(drawn) > 30
+    assert len(drawn) > 40
     boxes = [(t.get_text(), t.get_window_extent(renderer)) for t in drawn]
     overlaps = [
         (a, b)
@@ -488,6 +496,18 @@ def test_figure_texts_do_not_overlap(figure_rows, monkeypatch):
         if box_a.overlaps(box_b)
     ]
     assert not overlaps, overlaps[:5]
+    square = fig.axes[0]
+    shapes = [t.arrow_patch for t in square.texts if getattr(t, "arrow_patch", None)]
+    shapes += [t.get_bbox_patch() for t in square.texts if t.get_bbox_patch() is not None]
+    assert len(shapes) == 8  # four arrows, four corners
+    own = {id(t.get_bbox_patch()): t for t in square.texts}
+    crossings = [
+        text
+        for t, (text, box) in zip(drawn, boxes, strict=True)
+        for shape in shapes
+        if own.get(id(shape)) is not t and box.overlaps(shape.get_window_extent(renderer))
+    ]
+    assert not crossings, crossings[:5]
     width, height = fig.canvas.get_width_height()
     for text, box in boxes:  # nothing drawn outside the canvas
         assert box.x0 >= -1 and box.y0 >= -1 and box.x1 <= width + 1 and box.y1 <= height + 1, text

@@ -248,10 +248,12 @@ def _draw_square(ax: Any, blocks: dict[str, tuple[str, list[Line]]]) -> None:
     _text_block(ax, 0.5, yt + 0.05, title, lines, above=True, ha="center")
     title, lines = blocks["bottom"]
     _text_block(ax, 0.5, yb - 0.05, title, lines, ha="center")
+    # The two vertical arrows' blocks: the left one hangs from below the top-left corner,
+    # the right one stands on the bottom arrow, so they never share a line of the panel.
     title, lines = blocks["left"]
-    _text_block(ax, xl + 0.03, yt - 0.06, title, lines, ha="left")
+    _text_block(ax, xl + 0.03, yt - 0.08, title, lines, ha="left")
     title, lines = blocks["right"]
-    _text_block(ax, xr - 0.03, 0.5, title, lines, ha="right")
+    _text_block(ax, xr - 0.03, yb + 0.075, title, lines, above=True, ha="right")
 
 
 def _draw_surface(fig: Any, ax: Any, s: dict[str, Any]) -> None:
@@ -339,11 +341,11 @@ def commutative_diagram_figure(rows: Sequence[Row]) -> Any:
         if f"diagram.thm81.epsstar.d{d}" in table.by_key
     ]
     n_notes = len(blocks["notes"][1])
-    height = 7.2 + 0.16 * max(0, n_notes - 9)
+    height = 8.0 + 0.16 * max(0, n_notes - 9)
     fig = Figure(figsize=(8.8 + 5.0 * len(surfaces), height), layout="constrained")
     FigureCanvasAgg(fig)
     grid = fig.add_gridspec(
-        2, 1 + len(surfaces), width_ratios=[8.8] + [5.0] * len(surfaces), height_ratios=[2.3, 1]
+        2, 1 + len(surfaces), width_ratios=[8.8] + [5.0] * len(surfaces), height_ratios=[2.7, 1]
     )
     _draw_square(fig.add_subplot(grid[0, 0]), blocks)
     notes = fig.add_subplot(grid[1, 0])
