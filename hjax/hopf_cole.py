@@ -56,16 +56,35 @@ def _prepare(x, y, g, t, A, log_w=None):
     return x, y, g, t, chol, logdet_A, log_w, dtype
 
 
-def _gibbs_weights(x, y, g, t, eps, A, log_w):
-    """Validated inputs and the Hopf–Cole Gibbs weights ``π(x)`` over the atoms (§3).
+def _gibbs_moments(moments, x, y, g, t, eps, A, log_w):
+    """Validated inputs and ``moments(π, y)`` of the Hopf–Cole Gibbs weights (§3).
 
     ``π_j(x) = gibbs(−(c_t(x, y) + g), eps; log w)_j``: the normalized heat-kernel weights
-    ``∝ w_j K_{eps t}(x − y_j) e^{−g_j/eps}``. Returns ``(x, y, t, eps, chol, pi)``.
+    ``∝ w_j K_{eps t}(x − y_j) e^{−g_j/eps}``. ``moments(π, y, chol)`` maps ``π``
+    ``(*rows, N)``, the atoms and the metric's factor to per-query arrays; it is applied
+    block by block (:func:`hjax._kernels.hj_reduce`), so the B×N weights are never held.
+    Returns ``(x, t, eps, chol, moments)``.
     """
     x, y, g, t, chol, _, log_w, dtype = _prepare(x, y, g, t, A, log_w)
     eps = _validate.nonnegative_scalar("eps", eps, dtype)
-    pi = _kernels.hj_gibbs(x, y, g, t, eps, chol, _validate.some_atom_active(log_w))
-    return x, y, t, eps, chol, pi
+    log_w = _validate.some_atom_active(log_w)
+
+    def reduce(z):
+        return moments(_kernels.gibbs_last(_kernels.tilt(z, eps, log_w), eps), y, chol)
+
+    return x, t, eps, chol, _kernels.hj_reduce(reduce, x, y, g, t, chol)
+
+
+def _gibbs_mean(pi, y):
+    """The Gibbs mean ``E_π[y] = Σ_j π_j y_j`` (the "soft nearest atom"), ``(*rows, d)``."""
+    return jnp.einsum("...n,nd->...d", pi, y)
+
+
+def _whitened_gibbs_cov(pi, y, chol):
+    """``A⁻¹ Cov_π(y) A⁻¹ = Σ_j π_j (A⁻¹(y_j − ȳ))(A⁻¹(y_j − ȳ))ᵀ``: symmetric PSD by
+    construction, ``(*rows, d, d)``."""
+    centred = _kernels.inv_metric(chol, y - _gibbs_mean(pi, y)[..., None, :])  # (*rows, N, d)
+    return jnp.einsum("...n,...ni,...nj->...ij", pi, centred, centred)
 
 
 def transport_cost(
@@ -197,7 +216,8 @@ def hopf_lax(
         -0.875
     """
     x, y, g, t, chol, _, _, _ = _prepare(x, y, g, t, A)
-    return jnp.min(_kernels.cost(x, y, t, chol) + g, axis=-1)
+    # min_j [c_t + g_j] = −max_j z_j of the logits z = −(c_t + g), exactly (negation).
+    return _kernels.hj_reduce(lambda z: -jnp.max(z, axis=-1), x, y, g, t, chol)
 
 
 def hopf_cole_grad(
@@ -242,8 +262,9 @@ def hopf_cole_grad(
         >>> hopf_cole_grad(jnp.array([0.5]), y, g, 1.0, 0.0).tolist()
         [-0.5]
     """
-    x, y, t, _, chol, pi = _gibbs_weights(x, y, g, t, eps, A, log_w)
-    mean = jnp.einsum("...n,nd->...d", pi, y)
+    x, t, _, chol, mean = _gibbs_moments(
+        lambda pi, y, _: _gibbs_mean(pi, y), x, y, g, t, eps, A, log_w
+    )
     return _kernels.inv_metric(chol, x - mean) / t
 
 
@@ -291,12 +312,8 @@ def hopf_cole_hessian(
         >>> hopf_cole_hessian(jnp.array([0.0]), y, g, 1.0, 0.5).tolist()  # 1 − 1/0.5
         [[-1.0]]
     """
-    x, y, t, eps, chol, pi = _gibbs_weights(x, y, g, t, eps, A, log_w)
-    mean = jnp.einsum("...n,nd->...d", pi, y)
-    # A⁻¹ Cov_π(y) A⁻¹ = Σ_j π_j (A⁻¹(y_j − ȳ))(A⁻¹(y_j − ȳ))ᵀ: symmetric PSD by construction.
-    centred = _kernels.inv_metric(chol, y - mean[..., None, :])  # (*batch, N, d)
-    cov = jnp.einsum("...n,...ni,...nj->...ij", pi, centred, centred)
-    A_inv = _kernels.inv_metric(chol, jnp.eye(y.shape[-1], dtype=y.dtype))
+    x, t, eps, chol, cov = _gibbs_moments(_whitened_gibbs_cov, x, y, g, t, eps, A, log_w)
+    A_inv = _kernels.inv_metric(chol, jnp.eye(x.shape[-1], dtype=x.dtype))
     A_inv = (A_inv + A_inv.T) / 2
     shock = jnp.where(eps > 0, cov / (_kernels.safe(eps) * t**2), jnp.zeros_like(cov))
     return A_inv / t - shock

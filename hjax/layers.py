@@ -213,7 +213,7 @@ def lse_layer(
         1.0
     """
     x, W, b, eps, _ = _layer(x, W, b, eps)
-    return _kernels.lse_last(_kernels.affine_logits(x, W, b), eps)
+    return _kernels.affine_reduce(lambda z: _kernels.lse_last(z, eps), x, W, b)
 
 
 def quadratic_shift(
@@ -353,7 +353,7 @@ def lse_layer_grad(
         [0.0]
     """
     x, W, b, eps, _ = _layer(x, W, b, eps)
-    return _kernels.gibbs_last(_kernels.affine_logits(x, W, b), eps) @ W
+    return _kernels.affine_reduce(lambda z: _kernels.gibbs_last(z, eps) @ W, x, W, b)
 
 
 def lse_layer_hessian(
@@ -386,9 +386,13 @@ def lse_layer_hessian(
         [[2.0]]
     """
     x, W, b, eps, _ = _layer(x, W, b, eps)
-    pi = _kernels.gibbs_last(_kernels.affine_logits(x, W, b), eps)
-    centred = W - (pi @ W)[..., None, :]  # (*batch, N, d)
-    cov = jnp.einsum("...n,...ni,...nj->...ij", pi, centred, centred)
+
+    def gibbs_cov(z):
+        pi = _kernels.gibbs_last(z, eps)
+        centred = W - (pi @ W)[..., None, :]  # (*rows, N, d)
+        return jnp.einsum("...n,...ni,...nj->...ij", pi, centred, centred)
+
+    cov = _kernels.affine_reduce(gibbs_cov, x, W, b)
     return jnp.where(eps > 0, cov / _kernels.safe(eps), jnp.zeros_like(cov))
 
 
@@ -467,10 +471,13 @@ def lse_layer_backward(
             f"got {cotangent.shape}."
         )
     cotangent = _validate.finite("cotangent", cotangent)
-    weighted = cotangent[..., None] * _kernels.gibbs_last(_kernels.affine_logits(x, W, b), eps)
-    flat_w = weighted.reshape(-1, W.shape[0])
-    flat_x = x.reshape(-1, W.shape[1])
-    return flat_w.T @ flat_x, jnp.sum(flat_w, axis=0)
+
+    def sums(z, cot, x):
+        """``(Σ ℓ' π_j x, Σ ℓ' π_j)`` over the rows of one block."""
+        weighted = (cot[..., None] * _kernels.gibbs_last(z, eps)).reshape(-1, W.shape[0])
+        return weighted.T @ x.reshape(-1, W.shape[1]), jnp.sum(weighted, axis=0)
+
+    return _kernels.affine_sum(sums, x, W, b, cotangent, x)
 
 
 def heat_kernel_weights(

@@ -24,9 +24,13 @@ eps = 0, Thm 5.1), many widths ``n`` (claim (iii), N → ∞) and many query poi
   :func:`hjax.lse` does.)
 * **Compiled once.** eps and t are traced arrays; only the widths and the options are
   static, so new eps grids or times never recompile.
-* **Bounded memory.** ``point_chunk`` evaluates the points in chunks (a ``lax.map`` over
-  a padded point axis): the cost matrix of a chunk (``point_chunk × N``) is the largest
-  array, with at most ``E × point_chunk × N`` in flight where XLA vectorizes over eps.
+* **Bounded memory, cache-sized chunks.** The points are evaluated in chunks (a
+  ``lax.map`` over a padded point axis; by default :func:`hjax._kernels.block_rows` points,
+  a ``chunk × N`` cost matrix of about 2^18 entries on CPU, which stays in cache across
+  the eps loop): the cost matrix of a chunk is the largest array, computed as one matrix
+  product (no ``chunk × N × d`` differences), with at most ``E × chunk × N`` in flight
+  where XLA vectorizes over eps. Reverse mode recomputes each chunk (``jax.checkpoint``)
+  instead of storing it.
 * **Sharded.** ``sharded=True`` splits the point axis over every visible device with
   :func:`jax.shard_map` on a one-axis :class:`jax.sharding.Mesh`; each device runs the
   same per-point computation, so the result equals the single-device one.
@@ -203,7 +207,7 @@ def _segments_per_eps_shift(z, log_w, e, widths):
     return jnp.stack([_kernels.lse_last(s[:, a:b], e) for a, b in _bounds(widths)], axis=-1)
 
 
-def _chunk_values(xc, y, g, t, eps, log_w, widths, shift, eps_loop):
+def _chunk_values(xc, atoms, eps, log_w, widths, shift, eps_loop):
     """``u[e, w, c] = -⊕_{eps_e, j<n_w} (−c_t(x_c, y_j) − g_j + eps_e log w_j)``: ``(E, W, C)``.
 
     ``shift`` picks the segment kernel: ``"shared"`` (eps-independent shift), ``"per_eps"``
@@ -212,10 +216,12 @@ def _chunk_values(xc, y, g, t, eps, log_w, widths, shift, eps_loop):
     loop keeps the cost matrix and the shifts as loop invariants computed once per chunk,
     whereas under ``vmap`` XLA:CPU may fuse the cost into every eps reduction (recomputing
     it per eps) or materialize ``E × C × segment`` broadcasts (measured 2-10x slower). On
-    GPU/TPU the ``vmap`` gives one wide kernel per segment. ``xc`` and ``y`` come whitened
-    (``L⁻¹x``, ``L⁻¹y`` for ``A = LLᵀ``), so the cost is the Euclidean one.
+    GPU/TPU the ``vmap`` gives one wide kernel per segment. ``xc`` and the atoms
+    (:func:`hjax._kernels.hj_atoms`) come whitened (``L⁻¹x``, ``L⁻¹y`` for ``A = LLᵀ``), so
+    the cost is the Euclidean one, in the expanded matrix-product form of
+    :func:`hjax._kernels.hj_block_logits` (no ``C × N × d`` differences).
     """
-    z = _kernels.hj_logits(xc, y, g, t, None)  # (C, N), shared by every eps
+    z = _kernels.hj_block_logits(xc, atoms)  # (C, N), shared by every eps
     prep = None if shift == "per_eps" else _shared_shift_prep(z, log_w, widths)
 
     def segments(e):
@@ -273,10 +279,19 @@ def _sweep(
     replicated = (y, g, t, eps, log_w)
 
     def local(xl, y, g, t, eps, log_w):
-        args = (y, g, t, eps, log_w, widths, shift, eps_loop)
+        values = functools.partial(
+            _chunk_values,
+            atoms=_kernels.hj_atoms(y, g, t),
+            eps=eps,
+            log_w=log_w,
+            widths=widths,
+            shift=shift,
+            eps_loop=eps_loop,
+        )
         if xl.shape[0] == chunk:
-            return _chunk_values(xl, *args)
-        out = jax.lax.map(lambda xc: _chunk_values(xc, *args), xl.reshape(-1, chunk, d))
+            return values(xl)
+        # Reverse mode recomputes each chunk instead of storing its E × chunk × N weights.
+        out = jax.lax.map(jax.checkpoint(values), xl.reshape(-1, chunk, d))
         return jnp.moveaxis(out, 0, 2).reshape(E, W, xl.shape[0])
 
     if mesh is None:
@@ -343,7 +358,8 @@ def hopf_cole_sweep(
         renormalize_prefix: width n gets ``log_w + log(N/n)``.
         point_chunk: evaluate at most this many points at a time (per device); memory
             grows like ``point_chunk · N`` (up to ``E · point_chunk · N`` where XLA
-            vectorizes over eps). ``None``: all points at once.
+            vectorizes over eps). ``None``: cache-sized chunks
+            (:func:`hjax._kernels.block_rows` of the widest prefix).
         sharded: split the point axis over all visible devices (``jax.devices()``),
             padding it to a multiple of the device count; the result is identical.
         progress: print ``chunk i/n``, the elapsed time and the estimated time left to
@@ -389,7 +405,7 @@ def hopf_cole_sweep(
     n_points = x.shape[0]
     per_device = -(-n_points // n_dev)
     if chunk is None:
-        chunk = -(-per_device // _PROGRESS_CHUNKS) if progress else per_device
+        chunk = -(-per_device // _PROGRESS_CHUNKS) if progress else _kernels.block_rows(n_max)
     chunk = min(chunk, per_device)
     n_chunks = -(-per_device // chunk)
     padded = n_dev * n_chunks * chunk
