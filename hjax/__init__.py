@@ -20,6 +20,19 @@ from .attention import kv_update as kv_update
 from .attention import l2_attention as l2_attention
 from .attention import l2_attention_weights as l2_attention_weights
 from .attention import l2_log_partition as l2_log_partition
+from .attribution import CandidateVerdict as CandidateVerdict
+from .attribution import CriticalPointSearch as CriticalPointSearch
+from .attribution import EntropyBranch as EntropyBranch
+from .attribution import EntropyCriticalPoint as EntropyCriticalPoint
+from .attribution import EntropyFold as EntropyFold
+from .attribution import attribution_entropy as attribution_entropy
+from .attribution import attribution_entropy_grad as attribution_entropy_grad
+from .attribution import attribution_entropy_hessian as attribution_entropy_hessian
+from .attribution import classify_candidate as classify_candidate
+from .attribution import critical_points_at as critical_points_at
+from .attribution import entropy_critical_points as entropy_critical_points
+from .attribution import hopf_cole_entropy as hopf_cole_entropy
+from .attribution import trace_entropy_branches as trace_entropy_branches
 from .characteristics import MLP as MLP
 from .characteristics import Activation as Activation
 from .characteristics import LSTMCell as LSTMCell
@@ -108,6 +121,12 @@ from .reference import hopf_cole_radial as hopf_cole_radial
 from .reference import hopf_lax_radial as hopf_lax_radial
 from .reference import quadratic_datum as quadratic_datum
 from .reference import quadratic_hopf_cole as quadratic_hopf_cole
+from .robustness import attack_decision as attack_decision
+from .robustness import certified_radius as certified_radius
+from .robustness import lse_layer_bias_hessian as lse_layer_bias_hessian
+from .robustness import lse_layer_ntk as lse_layer_ntk
+from .robustness import paper_certified_radius as paper_certified_radius
+from .robustness import poisoning_shift as poisoning_shift
 from .semiring import gibbs as gibbs
 from .semiring import lse as lse
 from .semiring import maxplus_matmul as maxplus_matmul
@@ -125,16 +144,29 @@ __all__ = [
     "Activation",
     "adjoint_gaps",
     "affine_pullback",
+    "attack_decision",
     "attention_sink_bound",
     "attention_weights",
+    "attribution_entropy",
+    "attribution_entropy_grad",
+    "attribution_entropy_hessian",
     "augmented_hamiltonian",
     "bilinear_invariant",
     "ButcherTableau",
+    "CandidateVerdict",
+    "certified_radius",
+    "classify_candidate",
     "CONCAVE_CONE",
     "CONE",
     "costate_backward",
+    "critical_points_at",
+    "CriticalPointSearch",
     "DeepLSE",
     "dot_product_attention",
+    "entropy_critical_points",
+    "EntropyBranch",
+    "EntropyCriticalPoint",
+    "EntropyFold",
     "error_surface",
     "EULER",
     "euler_forward",
@@ -152,6 +184,7 @@ __all__ = [
     "HEUN",
     "hj_to_lse",
     "hopf_cole",
+    "hopf_cole_entropy",
     "hopf_cole_grad",
     "hopf_cole_hessian",
     "hopf_cole_radial",
@@ -170,10 +203,12 @@ __all__ = [
     "lse",
     "lse_layer",
     "lse_layer_backward",
+    "lse_layer_bias_hessian",
     "lse_layer_gibbs",
     "lse_layer_grad",
     "lse_layer_hessian",
     "lse_layer_hessian_bound",
+    "lse_layer_ntk",
     "lse_to_hj",
     "LSEAttention",
     "LSEBlock",
@@ -198,10 +233,12 @@ __all__ = [
     "NeuralODE",
     "ode_forward",
     "ode_gradient",
+    "paper_certified_radius",
     "PDMetric",
     "Perceptron",
     "perceptron_field",
     "plot_commutative_diagram",
+    "poisoning_shift",
     "quadratic_characteristics",
     "quadratic_datum",
     "quadratic_hopf_cole",
@@ -226,6 +263,7 @@ __all__ = [
     "ssm_field",
     "ssm_scan",
     "theta_path",
+    "trace_entropy_branches",
     "train_backprop",
     "train_msa",
     "train_sweep",

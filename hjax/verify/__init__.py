@@ -3,10 +3,12 @@
 Importing this package imports the check modules, which register themselves.
 """
 
+from . import attribution as attribution
 from . import costate as costate
 from . import diagram as diagram
 from . import dictionary as dictionary
 from . import heat as heat
+from . import robustness as robustness
 from ._core import CHECKS as CHECKS
 from ._core import Row as Row
 from ._core import bound_row as bound_row
