@@ -29,7 +29,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hjax", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     v = sub.add_parser("verify", help="measure every implemented claim of THEORY.md")
-    v.add_argument("--quick", action="store_true", help="small settings (CI: < 2 min on 2 cores)")
+    v.add_argument("--quick", action="store_true", help="small settings (CI: ~2.5 min on 2 cores)")
     v.add_argument("--json", type=Path, help="also write the JSON report to this path")
     v.add_argument("--out", type=Path, default=Path("results/verify"), help="results folder")
     v.add_argument("--only", nargs="+", metavar="GROUP", help="run only these groups")

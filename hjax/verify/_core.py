@@ -1,7 +1,7 @@
 """The verify registry: each claim is a function that *measures* and returns rows.
 
 A check is a function ``check(quick: bool) -> list[Row]`` registered with
-:func:`register` under a group (``foundation``, ``costate``, ``diagram``). It computes a
+:func:`register` under a group (``foundation``, ``costate``, ``diagram``, …). It computes a
 quantity from the library and compares it with an independent computation (another
 formula, autodiff, a PDE solver, Monte Carlo, a brute-force loop); the row records the
 measured value, what was expected, and whether it holds. A check never hard-codes its
@@ -39,7 +39,8 @@ class Row:
     """One measured claim.
 
     Attributes:
-        group: the check group (``foundation``, ``costate``, ``diagram``).
+        group: the check group (``foundation``, ``costate``, ``diagram``, ``attribution``,
+            ``robustness``).
         key: a short unique id (``[a-z0-9_.=-]``, at most 40 characters), shown in the table.
         claim: the claim in full (JSON report, ``--wide`` table).
         theorem: where the paper states it.
