@@ -51,7 +51,7 @@ import numpy as np
 from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as PSpec
 
-from . import _kernels, _validate
+from . import _distributed, _kernels, _validate
 from ._types import Array, ArrayLike, Float, Real, ScalarLike
 
 __all__ = ["hopf_cole_sweep"]
@@ -323,6 +323,7 @@ def hopf_cole_sweep(
     renormalize_prefix: bool = False,
     point_chunk: int | None = None,
     sharded: bool = False,
+    distributed: bool = False,
     progress: bool = False,
 ) -> Float[Array, "E W P"]:
     r"""Hopf–Cole solutions for every (eps, width, point) of a grid, in one compiled call.
@@ -360,8 +361,14 @@ def hopf_cole_sweep(
             grows like ``point_chunk · N`` (up to ``E · point_chunk · N`` where XLA
             vectorizes over eps). ``None``: cache-sized chunks
             (:func:`hjax._kernels.block_rows` of the widest prefix).
-        sharded: split the point axis over all visible devices (``jax.devices()``),
-            padding it to a multiple of the device count; the result is identical.
+        sharded: split the point axis over this process's devices
+            (``jax.local_devices()``: all of them in a single-process run), padding it to
+            a multiple of the device count; the result is identical.
+        distributed: in a ``jax.distributed`` run, split the points across the processes
+            (point ``p`` on process ``p mod P``, each process sharding its share over its
+            own devices with ``sharded=True``) and gather the values at the end: every
+            process returns the whole grid, equal to a single-process run. Needs concrete
+            inputs. Without ``jax.distributed`` (one process) it changes nothing.
         progress: print ``chunk i/n``, the elapsed time and the estimated time left to
             stderr after every chunk (the chunks then run as successive calls of one
             compiled function; with ``point_chunk=None`` the points are split into 10
@@ -383,6 +390,12 @@ def hopf_cole_sweep(
         raise ValueError(f"`x` must have shape (P, d); got {x.shape}.")
     if x.shape[0] == 0:
         raise ValueError("`x` must contain at least one point; got shape (0, d).")
+    if distributed and jax.process_count() > 1:
+        kwargs = dict(
+            log_w=log_w, A=A, normalized=normalized, renormalize_prefix=renormalize_prefix,
+            point_chunk=point_chunk, sharded=sharded, progress=progress,
+        )  # fmt: skip
+        return _sweep_across_processes(x, (y, g, t, eps, widths), kwargs)
     _validate.real("eps", eps)
     eps = jnp.asarray(eps, dtype)
     if eps.ndim != 1 or eps.shape[0] == 0:
@@ -400,7 +413,7 @@ def hopf_cole_sweep(
     # c_t(x, y) = |L⁻¹x − L⁻¹y|²/(2t): whiten once, then every chunk uses Euclidean costs.
     x, y = _kernels.whiten(chol, x), _kernels.whiten(chol, y)
 
-    devices = tuple(jax.devices()) if sharded else None
+    devices = tuple(jax.local_devices()) if sharded else None
     n_dev = 1 if devices is None else len(devices)
     n_points = x.shape[0]
     per_device = -(-n_points // n_dev)
@@ -433,6 +446,22 @@ def hopf_cole_sweep(
         u = _sweep(x, *args, chunk=chunk, **static)
         return u if padded == n_points else u[:, :, :n_points]
     return _sweep_with_progress(x, args, n_points, n_dev, chunk, n_chunks, static)
+
+
+def _sweep_across_processes(x: Array, args: tuple, kwargs: dict) -> Array:
+    """Every process sweeps its strided share of the points; the shares are gathered."""
+    if any(_validate.is_traced(a) for a in jax.tree.leaves((x, args[:4], kwargs))):
+        raise ValueError(
+            "`distributed` (=True) gathers the processes' results on the host and needs "
+            "concrete inputs; call hopf_cole_sweep outside jit (or set distributed=False)."
+        )
+    _distributed.connect()
+    n_points = x.shape[0]
+    mine, n_pad = _distributed.process_share(n_points)
+    # Padding points (copies of the first) keep the shares equal; they are dropped.
+    share = x[jnp.asarray(mine + [0] * n_pad, dtype=jnp.int32)]
+    local = hopf_cole_sweep(share, *args, **kwargs)
+    return jnp.asarray(_distributed.gather_strided(np.asarray(local), n_points, axis=2))
 
 
 def _sweep_with_progress(x_pad, args, n_points, n_dev, chunk, n_chunks, static):

@@ -49,3 +49,40 @@ def raises_at_run_time(argument: str):
     text, which names the argument in backticks.
     """
     return pytest.raises((RuntimeError, ValueError), match=rf"`{argument}`")
+
+
+def run_two_processes(mode: str, tmp_path, *extra: str):
+    """Run ``tests/_distributed_script.py MODE`` as a 2-process ``jax.distributed`` job on
+    this machine; return the script's module and each process's saved ``.npz``."""
+    import importlib.util
+    import os
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import numpy as np
+
+    script = Path(__file__).with_name("_distributed_script.py")
+    spec = importlib.util.spec_from_file_location("_distributed_script", script)
+    helper = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(helper)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = str(s.getsockname()[1])
+    env = {**os.environ, "PYTHONPATH": str(script.parents[1])}
+    env.pop("XLA_FLAGS", None)
+    outs = [tmp_path / f"{mode}-p{i}.npz" for i in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(script), mode, port, str(i), str(outs[i]), *extra],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        for i in range(2)
+    ]
+    for p in procs:
+        out, _ = p.communicate(timeout=600)
+        assert p.returncode == 0, out.decode()[-3000:]
+    return helper, [np.load(o) for o in outs]

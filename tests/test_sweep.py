@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import raises_naming
+from conftest import raises_naming, run_two_processes
 
 from hjax import sweep as sweep_module
 from hjax.hopf_cole import hopf_cole, hopf_lax
@@ -313,6 +313,29 @@ def test_sharded_over_four_devices_equals_one_device(swept, tmp_path):
     for key in ("whole", "progress"):
         np.testing.assert_allclose(out[key], swept["all_options"], rtol=0, atol=1e-14)
     assert "chunk 2/2" in result.stderr  # P = 13 on 4 devices: 4 per device, chunks of 2
+
+
+def test_distributed_over_two_processes_equals_one_process(tmp_path):
+    """Points split over 2 jax.distributed CPU processes (gloo, an odd count so one process
+    pads): both return the whole grid, equal to one process and to ``hopf_cole`` per width;
+    in a single process ``distributed=True`` changes nothing, under jit too."""
+    helper, results = run_two_processes("sweep", tmp_path)
+    args, kwargs = helper.sweep_arguments()
+    single = hopf_cole_sweep(*args, **kwargs)
+    assert single.shape == (3, 3, 7)
+    x, y, g, t, eps, widths = args
+    for i, n in enumerate(widths):
+        for e, eps_e in enumerate(eps):
+            direct = hopf_cole(
+                x, y[:n], g[:n], t, eps_e, log_w=kwargs["log_w"][:n], A=kwargs["A"],
+                normalized=True,
+            )  # fmt: skip
+            np.testing.assert_allclose(single[e, i], direct, rtol=1e-12, atol=1e-12)
+    for got in results:
+        assert int(got["process_count"]) == 2
+        np.testing.assert_allclose(got["u"], single, rtol=0, atol=1e-13)
+    jitted = jax.jit(lambda x: hopf_cole_sweep(x, *args[1:], **kwargs, distributed=True))
+    np.testing.assert_allclose(jitted(args[0]), single, rtol=1e-13, atol=1e-13)
 
 
 def test_float32_runs_in_float32_and_is_accurate():

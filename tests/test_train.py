@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from conftest import raises_naming
+from conftest import raises_naming, run_two_processes
 
 import hjax
 from hjax import train as train_module
@@ -240,45 +240,10 @@ def test_bad_optimizer_and_lookups_are_named():
 def test_distributed_over_two_processes_equals_one_process(tmp_path):
     """Seeds split over 2 jax.distributed CPU processes (gloo): both return the whole sweep,
     equal to the single-process one; each process checkpoints to its own file."""
-    import importlib.util
-    import os
-    import socket
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    script = Path(__file__).with_name("_distributed_train_script.py")
-    spec = importlib.util.spec_from_file_location("_distributed_train_script", script)
-    helper = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(helper)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = str(s.getsockname()[1])
-    env = {**os.environ, "PYTHONPATH": str(script.parents[1])}
-    env.pop("XLA_FLAGS", None)
-    procs = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                str(script),
-                port,
-                str(i),
-                str(tmp_path / f"p{i}.npz"),
-                str(tmp_path / "ckpt"),
-            ],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        for i in range(2)
-    ]
-    for p in procs:
-        out, _ = p.communicate(timeout=600)
-        assert p.returncode == 0, out.decode()[-3000:]
-    args, kwargs = helper.sweep_arguments()
+    helper, results = run_two_processes("train", tmp_path, str(tmp_path / "ckpt"))
+    args, kwargs = helper.train_arguments()
     single = hjax.train_sweep(*args, **kwargs)
-    for i in range(2):
-        got = np.load(tmp_path / f"p{i}.npz")
+    for i, got in enumerate(results):
         assert int(got["process_count"]) == 2
         assert tuple(got["seeds"]) == single.seeds == (0, 1, 2)
         for k in range(len(single.widths)):
