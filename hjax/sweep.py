@@ -392,9 +392,14 @@ def hopf_cole_sweep(
         raise ValueError("`x` must contain at least one point; got shape (0, d).")
     if distributed and jax.process_count() > 1:
         kwargs = dict(
-            log_w=log_w, A=A, normalized=normalized, renormalize_prefix=renormalize_prefix,
-            point_chunk=point_chunk, sharded=sharded, progress=progress,
-        )  # fmt: skip
+            log_w=log_w,
+            A=A,
+            normalized=normalized,
+            renormalize_prefix=renormalize_prefix,
+            point_chunk=point_chunk,
+            sharded=sharded,
+            progress=progress,
+        )
         return _sweep_across_processes(x, (y, g, t, eps, widths), kwargs)
     _validate.real("eps", eps)
     eps = jnp.asarray(eps, dtype)
