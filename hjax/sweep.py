@@ -26,12 +26,12 @@ eps = 0, Thm 5.1), many widths ``n`` (claim (iii), N → ∞) and many query poi
   static, so new eps grids or times never recompile.
 * **Bounded memory, cache-sized chunks.** The points are evaluated in chunks (a
   ``lax.map`` over a padded point axis; by default :func:`hjax._kernels.block_rows` points,
-  a ``chunk × N`` cost matrix of about 2^18 entries on CPU, which stays in cache across
+  a ``chunk × N`` cost matrix of about 2^20 entries on CPU, which stays in cache across
   the eps loop): the cost matrix of a chunk is the largest array, computed as one matrix
   product (no ``chunk × N × d`` differences), with at most ``E × chunk × N`` in flight
   where XLA vectorizes over eps. Reverse mode recomputes each chunk (``jax.checkpoint``)
   instead of storing it.
-* **Sharded.** ``sharded=True`` splits the point axis over every visible device with
+* **Sharded.** ``sharded=True`` splits the point axis over this process's devices with
   :func:`jax.shard_map` on a one-axis :class:`jax.sharding.Mesh`; each device runs the
   same per-point computation, so the result equals the single-device one.
 * **Progress.** ``progress=True`` runs the chunks as successive calls of the same
