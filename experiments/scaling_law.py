@@ -26,7 +26,15 @@ k-dimensional manifold in R^8 (k = 1, 2; ``make_manifold_data``) at the intrinsi
 prescription eps = N^(−1/k); the fitted α̂ should follow 1/k, not the ambient 1/8.
 
 The paper predicts α = 1/d; the reference reports α̂ = 1.03 / 0.50 / ≈0.27 (d = 1 / 2 / 4,
-best seed). Units are one sweep each (``d=…``, ``d=…/eps-free``, ``manifold/k=…``); inside
+best seed). Reading the results: in d = 1 the target ``|x| = max(x, −x)`` is an LSE network
+of two atoms at eps = 0, so at the prescribed eps = 1/N the error can be the smoothing bias
+of eps > 0 at the kink (``eps·log(1 + e^{−2|x|/eps})`` before training adjusts the atoms)
+rather than an approximation error in N — then α̂ ≈ 1 measures the prescription, not Thm
+8.1's rate. The free-eps sweep tests this: where too few optima lie inside the eps grid for
+a slope, its row reports the share of widths whose optimum is the grid's smallest eps. Rows
+where a paper prediction fails say DIFFERS.
+
+Units are one sweep each (``d=…``, ``d=…/eps-free``, ``manifold/k=…``); inside
 a unit the training sweep checkpoints every chunk, so an interrupted run resumes
 mid-training. Float64.
 """
@@ -292,6 +300,7 @@ def summarize_eps_free(unit: dict) -> dict:
         "slope": None if fit is None else fit.slope,
         "slope_interval": None if fit is None else [fit.lo, fit.hi],
         "theory_slope": -1 / d,
+        "grid_min": float(grid[0]),
     }
 
 
@@ -439,7 +448,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             }
         )
     for d, s in eps_free.items():
-        if s["slope"] is None:
+        if s["slope"] is None:  # too few optima inside the grid for a slope: say where they are
+            edge = sum(r["eps_star"] == s["grid_min"] for r in s["per_width"])
+            claims.append(
+                {
+                    "claim": f"d={d}: eps*(N) ∝ N^(−1/d) (Thm 8.1): share of eps* at grid min",
+                    "measured": edge / len(s["per_width"]),
+                    "expected": "eps* inside the grid for >= 3 widths",
+                    "holds": False,
+                    "paper": "the optimal eps scales as N^(−1/d)",
+                }
+            )
             continue
         lo, hi = s["slope_interval"]
         claims.append(
