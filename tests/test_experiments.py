@@ -274,3 +274,27 @@ def test_scaling_law(tmp_path):
     again = _run_quick(scaling_law, tmp_path, "--resume")
     assert sorted(again["resumed_units"]) == sorted(results["units"])
     assert again["summary"]["alpha"] == summary["alpha"]
+
+
+def test_scaling_law_eps_star_rows():
+    """eps*(N): a slope row when >= 3 optima lie inside the grid; otherwise a DIFFERS row
+    with the share of widths whose optimum is the grid's smallest eps."""
+    from experiments import scaling_law
+
+    grid = np.geomspace(1e-3, 1.0, 6)
+    widths = [10, 20, 40, 80]
+    # Validation RMSE minimal at the smallest eps for widths 10, 20, 40, inside for 80.
+    val = np.stack([np.abs(np.log(grid / (1e-3 if n < 80 else 0.1))) + 1 for n in widths], 1)
+    unit = {"d": 1, "widths": widths, "eps_grid": grid.tolist()}
+    unit |= {"val_rmse": val[None].tolist(), "test_rmse": val[None].tolist()}
+    summary = scaling_law.summarize_eps_free(unit)
+    assert summary["slope"] is None and summary["bracketed_widths"] == 1
+    (row,) = scaling_law.eps_free_claims({1: summary})
+    assert row["measured"] == 0.75 and row["holds"] is False and row["paper"]
+    # Optima on eps* = 3/N inside the grid: the slope row, whose interval holds −1.
+    val = np.stack([np.abs(np.log(grid * n / 3)) + 1 for n in widths], 1)
+    unit |= {"val_rmse": val[None].tolist(), "test_rmse": val[None].tolist()}
+    summary = scaling_law.summarize_eps_free(unit)
+    (row,) = scaling_law.eps_free_claims({1: summary})
+    assert summary["bracketed_widths"] == 4 and row["holds"]
+    assert row["measured"] == pytest.approx(summary["slope"])
