@@ -468,10 +468,11 @@ def figure_rows():
 
 def test_figure_texts_do_not_overlap(figure_rows, monkeypatch):
     """No two drawn texts overlap, and no text crosses an arrow or a corner box — with the
-    lines of both dimensions present (the d = 2 rows are the d = 1 rows renamed: the layout,
-    not the values, is under test)."""
+    lines of all three dimensions of the full run present (the d = 2, 3 rows are the d = 1
+    rows renamed: the layout, not the values, is under test)."""
     rows = figure_rows + [
-        dataclasses.replace(r, key=r.key.replace(".d1", ".d2"))
+        dataclasses.replace(r, key=r.key.replace(".d1", f".d{d}"))
+        for d in (2, 3)
         for r in figure_rows
         if ".d1" in r.key
     ]

@@ -38,6 +38,13 @@ _DIMS = (1, 2, 3)
 
 Line = tuple[str, str]  # (text, verdict)
 
+# The square's corners (axes fractions of its panel), where the blocks of the two vertical
+# arrows start (the left one hangs from _LEFT_TOP, the right one stands on _RIGHT_BOTTOM),
+# and its panel's share of the figure height (the notes below take 1).
+_XL, _XR, _YT, _YB = 0.09, 0.91, 0.76, 0.24
+_LEFT_TOP, _RIGHT_BOTTOM = _YT - 0.08, _YB + 0.075
+_SQUARE = 2.7
+
 
 def _worst(rows: Sequence[Row]) -> str:
     return max((r.verdict for r in rows), key=_SEVERITY.__getitem__, default="PASS")
@@ -219,7 +226,7 @@ def _draw_square(ax: Any, blocks: dict[str, tuple[str, list[Line]]]) -> None:
     ax.set_axis_off()
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
-    xl, xr, yt, yb = 0.09, 0.91, 0.76, 0.24
+    xl, xr, yt, yb = _XL, _XR, _YT, _YB
     corners = (
         (xl, yt, "$u^N_\\varepsilon$\nLSE layer"),
         (xr, yt, "$u^N_0$\nmax-affine"),
@@ -251,9 +258,9 @@ def _draw_square(ax: Any, blocks: dict[str, tuple[str, list[Line]]]) -> None:
     # The two vertical arrows' blocks: the left one hangs from below the top-left corner,
     # the right one stands on the bottom arrow, so they never share a line of the panel.
     title, lines = blocks["left"]
-    _text_block(ax, xl + 0.03, yt - 0.08, title, lines, ha="left")
+    _text_block(ax, xl + 0.03, _LEFT_TOP, title, lines, ha="left")
     title, lines = blocks["right"]
-    _text_block(ax, xr - 0.03, yb + 0.075, title, lines, above=True, ha="right")
+    _text_block(ax, xr - 0.03, _RIGHT_BOTTOM, title, lines, above=True, ha="right")
 
 
 def _draw_surface(fig: Any, ax: Any, s: dict[str, Any]) -> None:
@@ -345,9 +352,13 @@ def commutative_diagram_figure(rows: Sequence[Row]) -> Any:
     fig = Figure(figsize=(8.8 + 5.0 * len(surfaces), height), layout="constrained")
     FigureCanvasAgg(fig)
     grid = fig.add_gridspec(
-        2, 1 + len(surfaces), width_ratios=[8.8] + [5.0] * len(surfaces), height_ratios=[2.7, 1]
+        2,
+        1 + len(surfaces),
+        width_ratios=[8.8] + [5.0] * len(surfaces),
+        height_ratios=[_SQUARE, 1],
     )
-    _draw_square(fig.add_subplot(grid[0, 0]), blocks)
+    square = fig.add_subplot(grid[0, 0])
+    _draw_square(square, blocks)
     notes = fig.add_subplot(grid[1, 0])
     notes.set_axis_off()
     _text_block(notes, 0.0, 1.0, "", blocks["notes"][1], ha="left")
@@ -359,6 +370,16 @@ def commutative_diagram_figure(rows: Sequence[Row]) -> Any:
         f"{counts['DIFFERS']} differ from the paper, {counts['FAIL']} fail",
         fontsize=11,
     )
+    # The square must be tall enough for the two vertical arrows' blocks (one hanging from
+    # under the top-left corner, one standing on the bottom arrow) to stack without meeting,
+    # titles and a gap included. The layout's margins depend on the content: measure the
+    # square's height once laid out and grow the figure by what is missing.
+    n_between = len(blocks["left"][1]) + len(blocks["right"][1]) + 2
+    needed = (n_between * _LINE + _FONT) / 72 / (_LEFT_TOP - _RIGHT_BOTTOM)
+    fig.get_layout_engine().execute(fig)
+    have = square.get_position().height * fig.get_figheight()
+    if have < needed:
+        fig.set_figheight(fig.get_figheight() + (needed - have) * (_SQUARE + 1) / _SQUARE)
     return fig
 
 
