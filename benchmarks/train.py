@@ -12,7 +12,10 @@ Two measurements, each a ratio taken within one run on the same machine:
    steps of one seed at each width; its cost per step is constant, so its time for the grid
    is ``Σ_N (time per step at N) × S × seeds``. The ratio is that estimate over hjax's
    measured time. Both start from the same initial networks; the first ``R`` training
-   losses of one seed are compared to check that both train the same thing.
+   losses of one seed are compared to check that both train the same thing. The grid is
+   also trained in float32 by hjax (the reference has no such option): its time and ratio,
+   and the largest relative gap of its final training RMSEs to float64's; with several
+   dimensions, the totals for them together.
 2. **Packing widths.** One compiled step of the packed sweep (all widths in one call, seeds
    vmapped) against the sum of one step of each width trained alone (same seeds): the
    ratio is the overhead of training the widths together (1.0 = none; padding every width
@@ -66,6 +69,16 @@ def _bench_dimension(d: int, steps: int, reference_steps: int, n_train: int, see
     jax.block_until_ready(sweep.W)
     hjax_s = time.perf_counter() - start
 
+    # The same grid in float32 (the reference has no such option): its time, and how far its
+    # final training RMSEs are from float64's.
+    start = time.perf_counter()
+    x32, y32 = x.astype(np.float32), y.astype(np.float32)
+    sweep32 = hjax.train_sweep(x32, y32, widths, eps, optimizer=optimizer, steps=steps, seeds=seeds)
+    jax.block_until_ready(sweep32.W)
+    hjax32_s = time.perf_counter() - start
+    final64 = np.sqrt(np.asarray(sweep.train_loss[-1], np.float64))
+    final32 = np.sqrt(np.asarray(sweep32.train_loss[-1], np.float64))
+
     per_step, loss_gap = {}, 0.0
     hjax_losses = np.asarray(sweep.train_loss)  # (steps, S, E, K)
     for k, n in enumerate(widths):
@@ -88,6 +101,9 @@ def _bench_dimension(d: int, steps: int, reference_steps: int, n_train: int, see
         "reference_per_step_s": {str(n): s for n, s in per_step.items()},
         "reference_s_estimated": reference_s,
         "speedup": reference_s / hjax_s,
+        "hjax_float32_s": hjax32_s,
+        "speedup_float32": reference_s / hjax32_s,
+        "float32_max_rel_final_rmse_gap": float(np.max(np.abs(final32 - final64) / final64)),
         "max_rel_loss_gap_first_steps": loss_gap,
         "atom_evals_per_s": n_train * sum(widths) * seeds * steps / hjax_s,
     }
@@ -159,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         "n_train": n_train,
         "seeds": seeds,
         "lr": LR,
-        "dtype": "float64",
+        "dtype": "float64 (reference and hjax); hjax also in float32",
         "timing": "hjax: wall clock of train_sweep incl. compilation; reference: measured "
         "seconds per step × steps × seeds",
     }
@@ -184,7 +200,10 @@ def main(argv: list[str] | None = None) -> int:
                 f"{r['steps']} steps): hjax {r['hjax_s']:.1f} s "
                 f"({r['atom_evals_per_s']:.2e} atom-evals/s), reference loop "
                 f"{r['reference_s_estimated']:.0f} s (estimated) -> {r['speedup']:.1f}x; "
-                f"training losses agree to {r['max_rel_loss_gap_first_steps']:.1e} (rel.)",
+                f"training losses agree to {r['max_rel_loss_gap_first_steps']:.1e} (rel.); "
+                f"float32: hjax {r['hjax_float32_s']:.1f} s -> {r['speedup_float32']:.1f}x, "
+                f"final training RMSEs within {r['float32_max_rel_final_rmse_gap']:.1e} "
+                "(rel.) of float64",
                 flush=True,
             )
         else:
@@ -194,6 +213,17 @@ def main(argv: list[str] | None = None) -> int:
                 f"(padding to N_max would do {r['padding_work_ratio']:.2f}× the work)",
                 flush=True,
             )
+    whole = [r for name, r in results.items() if name.startswith("reference")]
+    if len(whole) > 1:
+        ref, f64, f32 = (
+            sum(r[k] for r in whole) for k in ("reference_s_estimated", "hjax_s", "hjax_float32_s")
+        )
+        print(
+            f"experiment B, d = {', '.join(str(r['d']) for r in whole)} together: reference "
+            f"{ref:.0f} s; hjax float64 {f64:.0f} s -> {ref / f64:.1f}x, float32 {f32:.0f} s "
+            f"-> {ref / f32:.1f}x",
+            flush=True,
+        )
     print(f"wrote {run.save(benchmark='train')}")
     return 0
 
