@@ -25,9 +25,10 @@ that dtype), the atom axis last, ``eps`` a 0-d array ``>= 0`` and ``t`` a 0-d ar
 
 **Blocked evaluation and its derivatives.** A batch of B queries against N atoms is
 evaluated in blocks of :func:`block_rows` ``(N)`` queries (on CPU ``rows · N ≈ 2^20``
-logits, 4 MiB in float32, which stays in the last-level cache while it is reduced: measured
-1.2–1.4× faster than ``2^18`` for B = N = 4096 on XLA:CPU, forward and value+gradient; on
-an accelerator ``2^24``, wide enough to fill it), with a ``lax.map`` over the blocks. The
+logits, 4 MiB in float32, which stays in the last-level cache while it is reduced — on
+XLA:CPU each pass over a block costs about as much as its exps, so fewer, larger blocks are
+faster; on an accelerator ``2^24``, wide enough to fill it), with a ``lax.map`` over the
+blocks. The
 B×N logits and the B×N×d differences are never held: the logits of a block come from one
 matrix product in the expanded form
 

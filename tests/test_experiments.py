@@ -291,10 +291,20 @@ def test_scaling_law_eps_star_rows():
     assert summary["slope"] is None and summary["bracketed_widths"] == 1
     (row,) = scaling_law.eps_free_claims({1: summary})
     assert row["measured"] == 0.75 and row["holds"] is False and row["paper"]
-    # Optima on eps* = 3/N inside the grid: the slope row, whose interval holds −1.
-    val = np.stack([np.abs(np.log(grid * n / 3)) + 1 for n in widths], 1)
+    # log RMSE parabolas in log eps with minima at eps* = 3/N (times a factor off the power law,
+    # so the fit has an interval): the refined optima are exact, the slope row holds −1.
+    star = 3 / np.asarray(widths) * np.array([1.0, 1.1, 0.9, 1.0])
+    val = np.stack([np.exp(np.log(grid / e) ** 2) for e in star], 1)
     unit |= {"val_rmse": val[None].tolist(), "test_rmse": val[None].tolist()}
     summary = scaling_law.summarize_eps_free(unit)
+    np.testing.assert_allclose([r["eps_star"] for r in summary["per_width"]], star, rtol=1e-12)
+    slope = np.polyfit(np.log(widths), np.log(star), 1)[0]
     (row,) = scaling_law.eps_free_claims({1: summary})
     assert summary["bracketed_widths"] == 4 and row["holds"]
-    assert row["measured"] == pytest.approx(summary["slope"])
+    assert row["measured"] == pytest.approx(slope, rel=1e-10)
+    # Optima on eps* = 0.3/√N: the slope −1/2 excludes −1, the row does not hold.
+    star = 0.3 / np.sqrt(widths) * np.array([1.0, 1.1, 0.9, 1.0])
+    val = np.stack([np.exp(np.log(grid / e) ** 2) for e in star], 1)
+    unit |= {"val_rmse": val[None].tolist(), "test_rmse": val[None].tolist()}
+    (row,) = scaling_law.eps_free_claims({1: scaling_law.summarize_eps_free(unit)})
+    assert row["measured"] == pytest.approx(-0.5, abs=0.15) and not row["holds"]
