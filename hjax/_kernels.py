@@ -66,6 +66,7 @@ import jax.numpy as jnp
 from jax.custom_derivatives import SymbolicZero
 from jax.scipy.linalg import solve_triangular
 
+from . import _native
 from ._types import Array
 
 # --------------------------------------------------------------------------------------
@@ -294,9 +295,15 @@ def hj_lse(
 
     The value reduction of the discrete-measure Hopf–Cole solution (THEORY §2); at
     ``eps = 0`` exactly ``−min_{j active} [c_t(x, y_j) + g_j]`` (Hopf–Lax, Thm 5.1).
-    Evaluated block by block (:func:`hj_reduce`).
+    Evaluated by the fused CPU kernel (:func:`affine_lse`) or block by block
+    (:func:`hj_reduce`).
     """
-    return hj_reduce(lambda z: lse_last(tilt(z, eps, log_w), eps), x, y, g, t, chol)
+    if _is_one_block(x, y.shape[0]) or not _native.usable(x.dtype):
+        return hj_reduce(lambda z: lse_last(tilt(z, eps, log_w), eps), x, y, g, t, chol)
+    centre, y_t, bias, t = hj_atoms(whiten(chol, y), g, t)
+    x_c = whiten(chol, x).reshape(-1, x.shape[-1]) - centre
+    value = _native.affine_lse(x_c, y_t.T, tilt(bias, eps, log_w), eps)
+    return (value - jnp.sum(x_c * x_c, axis=-1) / (2 * t)).reshape(x.shape[:-1])
 
 
 def hj_gibbs(
@@ -450,6 +457,16 @@ def affine_reduce(reduce, x: Array, W: Array, b: Array, *row_args):
     W_t = W.T
     out = _over_blocks(lambda xb, *ab: reduce(xb @ W_t + b, *ab), flat, W.shape[0], flat_args)
     return jax.tree.map(lambda o: o.reshape(*x.shape[:-1], *o.shape[1:]), out)
+
+
+def affine_lse(x: Array, W: Array, b: Array, eps: Array) -> Array:
+    r"""``lse(Wx + b, eps)`` of queries ``(*batch, d)``: :func:`lse_last` of
+    :func:`affine_logits`, by the fused CPU kernel (:mod:`hjax._native`) where it is usable
+    and the batch is more than one block, else block by block (:func:`affine_reduce`)."""
+    if _is_one_block(x, W.shape[0]) or not _native.usable(x.dtype):
+        return affine_reduce(lambda z: lse_last(z, eps), x, W, b)
+    flat = x.reshape(-1, x.shape[-1])
+    return _native.affine_lse(flat, W, b, eps).reshape(x.shape[:-1])
 
 
 def affine_sum(reduce, x: Array, W: Array, b: Array, *row_args):

@@ -1,0 +1,471 @@
+// Fused CPU kernels for the affine log-sum-exp  lse_i = eps log sum_j exp((x_i . W_j + b_j) / eps)
+// and its first derivatives (THEORY.md §0-§3; Thm 3.1 at eps = 0), as XLA FFI handlers.
+//
+// One pass per block of atoms forms the logits in registers and keeps the running max; a
+// second pass over the block's logits (still in L1) sums the exps. The backward kernels
+// reuse the forward's log-sum-exp: pi_ij = exp((z_ij - lse_i) / eps) needs no max pass.
+// Masked atoms have b_j = -inf. At eps = 0 the weights are the argmax indicator averaged
+// over ties (the logits are recomputed bit-identically by the same code, so the ties the
+// forward saw are the ties the backward sees). Rows are split over threads; atoms are
+// padded to a multiple of the vector width with b = -inf (they contribute nothing).
+//
+// Python side: hjax/_native/__init__.py (build, load, primitives and their rules).
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <thread>
+#include <type_traits>
+#include <vector>
+
+#include <sched.h>
+
+#include "xla/ffi/api/ffi.h"
+
+namespace ffi = xla::ffi;
+
+namespace {
+
+// One 512-bit vector of T (GCC vector extensions; two 256-bit ones on AVX2 machines).
+template <class T>
+struct VecOf;
+template <>
+struct VecOf<float> {
+  typedef float v __attribute__((vector_size(64)));
+  typedef int32_t i __attribute__((vector_size(64)));
+};
+template <>
+struct VecOf<double> {
+  typedef double v __attribute__((vector_size(64)));
+  typedef int64_t i __attribute__((vector_size(64)));
+};
+template <class T>
+using Vec = typename VecOf<T>::v;
+template <class T>
+using IVec = typename VecOf<T>::i;
+template <class T>
+constexpr int kLanes = 64 / sizeof(T);
+
+template <class T>
+inline Vec<T> splat(T a) {
+  return Vec<T>{} + a;
+}
+template <class T>
+inline Vec<T> load(const T* p) {
+  Vec<T> v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+template <class T>
+inline void store(T* p, Vec<T> v) {
+  std::memcpy(p, &v, sizeof(v));
+}
+template <class T>
+inline T hsum(Vec<T> v) {
+  T s = T(0);
+  for (int l = 0; l < kLanes<T>; ++l) s += v[l];
+  return s;
+}
+template <class T>
+inline T hmax(Vec<T> v) {
+  T m = v[0];
+  for (int l = 1; l < kLanes<T>; ++l) m = std::max(m, v[l]);
+  return m;
+}
+
+template <class T>
+constexpr T kNegInf = -std::numeric_limits<T>::infinity();
+
+// exp(x) lane-wise for finite or -inf x: Cody-Waite reduction x = n ln2 + r, |r| <= ln2/2,
+// Taylor polynomial (truncation below the unit round-off: degree 13 in double, 7 in
+// float), scaled by 2^n through the exponent bits. 0 below the smallest normal result.
+template <class T>
+inline Vec<T> exp_poly(Vec<T> x) {
+  constexpr bool dbl = std::is_same_v<T, double>;
+  const Vec<T> lo = splat<T>(dbl ? T(-708.0) : T(-87.0f));
+  const Vec<T> hi = splat<T>(dbl ? T(709.0) : T(88.5f));
+  constexpr T log2e = T(1.4426950408889634);
+  constexpr T ln2_hi = dbl ? T(6.93147180369123816490e-01) : T(0.693359375f);
+  constexpr T ln2_lo = dbl ? T(1.90821492927058770002e-10) : T(-2.12194440e-4f);
+  constexpr T shifter = dbl ? T(6755399441055744.0) : T(12582912.0f);  // 1.5 * 2^52, 1.5 * 2^23
+  const auto under = x < lo;
+  Vec<T> xc = x < lo ? lo : x;
+  xc = xc > hi ? hi : xc;
+  const Vec<T> n = (xc * log2e + shifter) - shifter;
+  Vec<T> r = xc - n * ln2_hi;
+  r = r - n * ln2_lo;
+  Vec<T> p;
+  if constexpr (dbl) {
+    p = splat<T>(T(1.0 / 6227020800.0));
+    p = p * r + T(1.0 / 479001600.0);
+    p = p * r + T(1.0 / 39916800.0);
+    p = p * r + T(1.0 / 3628800.0);
+    p = p * r + T(1.0 / 362880.0);
+    p = p * r + T(1.0 / 40320.0);
+    p = p * r + T(1.0 / 5040.0);
+    p = p * r + T(1.0 / 720.0);
+    p = p * r + T(1.0 / 120.0);
+    p = p * r + T(1.0 / 24.0);
+    p = p * r + T(1.0 / 6.0);
+    p = p * r + T(0.5);
+    p = p * r + T(1.0);
+    p = p * r + T(1.0);
+  } else {
+    p = splat<T>(T(1.0f / 5040.0f));
+    p = p * r + T(1.0f / 720.0f);
+    p = p * r + T(1.0f / 120.0f);
+    p = p * r + T(1.0f / 24.0f);
+    p = p * r + T(1.0f / 6.0f);
+    p = p * r + T(0.5f);
+    p = p * r + T(1.0f);
+    p = p * r + T(1.0f);
+  }
+  const IVec<T> bits = (__builtin_convertvector(n, IVec<T>) + (dbl ? 1023 : 127)) << (dbl ? 52 : 23);
+  const Vec<T> scaled = p * reinterpret_cast<const Vec<T>&>(bits);
+  return under ? splat<T>(T(0)) : scaled;
+}
+
+// The atoms, transposed and padded: wt[c * np + j] = W_jc, bp[j] = b_j (-inf past N).
+template <class T>
+struct Atoms {
+  int64_t n, k, np;
+  std::vector<T> wt, bp;
+  Atoms(const T* W, const T* b, int64_t n_, int64_t k_, T pad)
+      : n(n_), k(k_), np((n_ + kLanes<T> - 1) / kLanes<T> * kLanes<T>),
+        wt(k_ * np, T(0)), bp(np, pad) {
+    for (int64_t j = 0; j < n; ++j) {
+      bp[j] = b[j];
+      for (int64_t c = 0; c < k; ++c) wt[c * np + j] = W[j * k + c];
+    }
+  }
+};
+
+// Logits of one query row for the atoms j0 .. j0 + kLanes - 1: the one place they are
+// formed, so that every kernel sees bit-identical logits (ties at eps = 0).
+// K > 0 is the input dimension known at compile time (the loops unroll, the accumulators
+// stay in registers); K = 0 reads it from the atoms.
+template <int K, class T>
+inline Vec<T> logits(const Atoms<T>& a, const T* x, int64_t j0) {
+  const int64_t k = K > 0 ? K : a.k;
+  Vec<T> z = load(a.bp.data() + j0);
+  const T* w = a.wt.data() + j0;
+  for (int64_t c = 0; c < k; ++c) z += x[c] * load(w + c * a.np);
+  return z;
+}
+
+int available_threads() {
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) return std::max(1, CPU_COUNT(&set));
+  return std::max(1u, std::thread::hardware_concurrency());
+}
+
+// fn(part, row_begin, row_end) over [0, rows) split in contiguous parts, one thread each
+// when the work (rows * atoms) pays for starting threads. Returns the number of parts.
+template <class F>
+int64_t parallel_rows(int64_t rows, int64_t atoms, F fn) {
+  int64_t threads = std::min<int64_t>(available_threads(), std::max<int64_t>(rows, 1));
+  if (rows * atoms < (int64_t(1) << 16)) threads = 1;
+  const int64_t chunk = (rows + threads - 1) / std::max<int64_t>(threads, 1);
+  std::vector<std::thread> pool;
+  for (int64_t t = 1; t < threads; ++t) {
+    const int64_t r0 = t * chunk, r1 = std::min(rows, r0 + chunk);
+    pool.emplace_back(fn, t, std::min(r0, rows), std::max(std::min(r0, rows), r1));
+  }
+  fn(0, 0, std::min(rows, chunk));
+  for (auto& th : pool) th.join();
+  return threads;
+}
+
+template <class T>
+inline bool finite(T v) {
+  return v > kNegInf<T> && v < -kNegInf<T>;
+}
+
+// lse_i and, if wanted, the entropy H_i = -sum_j pi_ij log pi_ij = log S - sum_j e_j s_j / S
+// (s_j = (z_j - m)/eps, e_j = exp(s_j), S = sum_j e_j); log(#ties) at eps = 0.
+template <int K, class T>
+void lse_rows(const Atoms<T>& a, const T* x, int64_t rows, T eps, bool entropy, T* lse, T* ent) {
+  constexpr int V = kLanes<T>;
+  const bool hard = !(eps > T(0));
+  const T inv = hard ? T(1) : T(1) / eps;
+  parallel_rows(rows, a.np, [&](int64_t, int64_t r0, int64_t r1) {
+    std::vector<T> zrow(a.np);
+    for (int64_t i = r0; i < r1; ++i) {
+      const T* xi = x + i * a.k;
+      Vec<T> mv = splat(kNegInf<T>);
+      for (int64_t j0 = 0; j0 < a.np; j0 += V) {
+        const Vec<T> z = logits<K>(a, xi, j0);
+        store(zrow.data() + j0, z);
+        mv = z > mv ? z : mv;
+      }
+      const T m = hmax<T>(mv);
+      T h = T(0);
+      if (hard || !finite(m)) {
+        lse[i] = m;
+        if (hard && entropy && m > kNegInf<T>) {
+          int64_t ties = 0;
+          for (int64_t j = 0; j < a.np; ++j) ties += zrow[j] == m;
+          h = std::log(T(ties));
+        }
+      } else {
+        const T shift = m * inv;
+        Vec<T> sv = splat(T(0)), tv = splat(T(0));
+        if (entropy) {
+          for (int64_t j0 = 0; j0 < a.np; j0 += V) {
+            const Vec<T> s = load(zrow.data() + j0) * inv - shift;
+            const Vec<T> e = exp_poly<T>(s);
+            sv += e;
+            tv += e > T(0) ? e * s : splat(T(0));
+          }
+        } else {
+          for (int64_t j0 = 0; j0 < a.np; j0 += V)
+            sv += exp_poly<T>(load(zrow.data() + j0) * inv - shift);
+        }
+        const T S = hsum<T>(sv);
+        lse[i] = m + eps * std::log(S);
+        h = std::log(S) - hsum<T>(tv) / S;
+      }
+      if (entropy) ent[i] = h;
+    }
+  });
+}
+
+// Ties of the row's max at eps = 0 (the forward's lse), counted on the recomputed logits.
+template <int K, class T>
+inline int64_t tie_count(const Atoms<T>& a, const T* x, T lse) {
+  int64_t count = 0;
+  for (int64_t j0 = 0; j0 < a.np; j0 += kLanes<T>) {
+    const Vec<T> z = logits<K>(a, x, j0);
+    for (int l = 0; l < kLanes<T>; ++l) count += z[l] == lse;
+  }
+  return count;
+}
+
+// Gibbs weights of the atoms j0 .. (times `scale`): exp((z - lse)/eps), or at eps = 0 the
+// indicator of the ties of lse; 0 on masked atoms (z = -inf).
+template <class T>
+inline Vec<T> weights(Vec<T> z, T lse, T inv, T shift, bool hard, T scale) {
+  if (hard) return (z == lse) & (z > kNegInf<T>) ? splat(scale) : splat(T(0));
+  return scale * exp_poly<T>(z * inv - shift);
+}
+
+// The scale of row i's weights (c_i, divided by the number of ties at eps = 0), or 0 if
+// the row contributes nothing (c_i = 0 or every atom masked).
+template <int K, class T>
+inline T row_scale(const Atoms<T>& a, const T* xi, T c, T lse, bool hard) {
+  if (c == T(0) || !finite(lse)) return T(0);
+  return hard ? c / T(std::max<int64_t>(1, tie_count<K>(a, xi, lse))) : c;
+}
+
+// out_i = sum_j pi_ij (dx_i . W_j + x_i . dW_j + db_j): the JVP of lse in (x, W, b).
+template <int K, class T>
+void contract_rows(const Atoms<T>& a, const Atoms<T>& da, const T* x, const T* dx, int64_t rows,
+                   T eps, const T* lse, T* out) {
+  constexpr int V = kLanes<T>;
+  const bool hard = !(eps > T(0));
+  const T inv = hard ? T(1) : T(1) / eps;
+  parallel_rows(rows, a.np, [&](int64_t, int64_t r0, int64_t r1) {
+    for (int64_t i = r0; i < r1; ++i) {
+      const T* xi = x + i * a.k;
+      const T* dxi = dx + i * a.k;
+      const T scale = row_scale<K>(a, xi, T(1), lse[i], hard);
+      if (scale == T(0)) {
+        out[i] = T(0);
+        continue;
+      }
+      const T shift = lse[i] * inv;
+      Vec<T> acc = splat(T(0));
+      for (int64_t j0 = 0; j0 < a.np; j0 += V) {
+        const Vec<T> p = weights(logits<K>(a, xi, j0), lse[i], inv, shift, hard, scale);
+        Vec<T> dz = load(da.bp.data() + j0);
+        for (int64_t c = 0; c < (K > 0 ? K : a.k); ++c)
+          dz += dxi[c] * load(a.wt.data() + c * a.np + j0) + xi[c] * load(da.wt.data() + c * a.np + j0);
+        acc += p > T(0) ? p * dz : splat(T(0));
+      }
+      out[i] = hsum<T>(acc);
+    }
+  });
+}
+
+// Rows i0 .. i0 + R - 1 of backprop_rows: the atoms' logits are loaded once for the R rows
+// and their cotangents accumulated once, into this thread's aw (dW, transposed) and ab.
+template <int K, int R, class T>
+inline void backprop_tile(const Atoms<T>& a, const T* x, const T* c, const T* lse, int64_t i0,
+                          bool hard, T inv, T* dx, T* aw, T* ab) {
+  constexpr int V = kLanes<T>;
+  constexpr int KR = R * (K > 0 ? K : 1);
+  const int64_t k = K > 0 ? K : a.k, np = a.np;
+  const T* xr[R];
+  T scale[R], shift[R], target[R];
+  for (int r = 0; r < R; ++r) {
+    xr[r] = x + (i0 + r) * k;
+    scale[r] = row_scale<K>(a, xr[r], c[i0 + r], lse[i0 + r], hard);
+    // A row that contributes nothing gets weights exactly 0 (exp(-inf), no tie with NaN).
+    const bool dead = scale[r] == T(0);
+    shift[r] = dead ? -kNegInf<T> : lse[i0 + r] * inv;
+    target[r] = dead ? std::numeric_limits<T>::quiet_NaN() : lse[i0 + r];
+  }
+  Vec<T> local[KR];
+  std::vector<Vec<T>> heap(K > 0 ? 0 : R * k);
+  Vec<T>* dxv = K > 0 ? local : heap.data();
+  for (int64_t q = 0; q < R * k; ++q) dxv[q] = splat(T(0));
+  for (int64_t j0 = 0; j0 < np; j0 += V) {
+    Vec<T> p[R];
+    Vec<T> psum = splat(T(0));
+    for (int r = 0; r < R; ++r) {
+      p[r] = weights(logits<K>(a, xr[r], j0), target[r], inv, shift[r], hard, scale[r]);
+      psum += p[r];
+    }
+    store(ab + j0, load(ab + j0) + psum);
+    for (int64_t cc = 0; cc < k; ++cc) {
+      const Vec<T> w = load(a.wt.data() + cc * np + j0);
+      Vec<T> g = p[0] * xr[0][cc];
+      for (int r = 1; r < R; ++r) g += p[r] * xr[r][cc];
+      T* awj = aw + cc * np + j0;
+      store(awj, load(awj) + g);
+      for (int r = 0; r < R; ++r) dxv[r * k + cc] += p[r] * w;
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int64_t cc = 0; cc < k; ++cc) dx[(i0 + r) * k + cc] = hsum<T>(dxv[r * k + cc]);
+}
+
+// The transpose of contract_rows in (dx, dW, db) for cotangents c_i:
+// dx_i = c_i sum_j pi_ij W_j, dW_j = sum_i c_i pi_ij x_i, db_j = sum_i c_i pi_ij.
+template <int K, class T>
+void backprop_rows(const Atoms<T>& a, const T* x, const T* c, int64_t rows, T eps, const T* lse,
+                   T* dx, T* dW, T* db) {
+  constexpr int R = 4;
+  const bool hard = !(eps > T(0));
+  const T inv = hard ? T(1) : T(1) / eps;
+  const int64_t k = K > 0 ? K : a.k, np = a.np;
+  std::vector<std::vector<T>> acc_w(available_threads()), acc_b(available_threads());
+  const int64_t parts = parallel_rows(rows, np, [&](int64_t t, int64_t r0, int64_t r1) {
+    std::vector<T>& aw = acc_w[t];
+    std::vector<T>& ab = acc_b[t];
+    aw.assign(k * np, T(0));
+    ab.assign(np, T(0));
+    int64_t i = r0;
+    for (; i + R <= r1; i += R)
+      backprop_tile<K, R>(a, x, c, lse, i, hard, inv, dx, aw.data(), ab.data());
+    for (; i < r1; ++i) backprop_tile<K, 1>(a, x, c, lse, i, hard, inv, dx, aw.data(), ab.data());
+  });
+  for (int64_t j = 0; j < a.n; ++j) {
+    T sb = T(0);
+    for (int64_t t = 0; t < parts; ++t) sb += acc_b[t][j];
+    db[j] = sb;
+    for (int64_t cc = 0; cc < k; ++cc) {
+      T sw = T(0);
+      for (int64_t t = 0; t < parts; ++t) sw += acc_w[t][cc * np + j];
+      dW[j * k + cc] = sw;
+    }
+  }
+}
+
+// f<K>() for the input dimensions compiled with unrolled loops, else f<0>().
+template <class F>
+ffi::Error by_dimension(int64_t k, F f) {
+  switch (k) {
+    case 1: return f(std::integral_constant<int, 1>{});
+    case 2: return f(std::integral_constant<int, 2>{});
+    case 3: return f(std::integral_constant<int, 3>{});
+    case 4: return f(std::integral_constant<int, 4>{});
+    case 8: return f(std::integral_constant<int, 8>{});
+    default: return f(std::integral_constant<int, 0>{});
+  }
+}
+
+template <ffi::DataType D>
+using Buf = ffi::Buffer<D>;
+template <ffi::DataType D>
+using Res = ffi::Result<ffi::Buffer<D>>;
+
+template <ffi::DataType D>
+ffi::Error LseImpl(Buf<D> x, Buf<D> W, Buf<D> b, Buf<D> eps, bool entropy, Res<D> lse,
+                   Res<D> ent) {
+  using T = ffi::NativeType<D>;
+  const auto xd = x.dimensions(), wd = W.dimensions();
+  if (xd.size() != 2 || wd.size() != 2 || xd[1] != wd[1])
+    return ffi::Error::InvalidArgument("affine_lse: x must be (B, k) and W (N, k)");
+  Atoms<T> a(W.typed_data(), b.typed_data(), wd[0], wd[1], kNegInf<T>);
+  T* ent_out = ent->typed_data();
+  if (!entropy) std::fill(ent_out, ent_out + xd[0], T(0));
+  return by_dimension(a.k, [&](auto K) {
+    lse_rows<K()>(a, x.typed_data(), xd[0], eps.typed_data()[0], entropy, lse->typed_data(),
+                  ent_out);
+    return ffi::Error::Success();
+  });
+}
+
+template <ffi::DataType D>
+ffi::Error ContractImpl(Buf<D> x, Buf<D> W, Buf<D> b, Buf<D> eps, Buf<D> lse, Buf<D> dx,
+                        Buf<D> dW, Buf<D> db, Res<D> out) {
+  using T = ffi::NativeType<D>;
+  const auto xd = x.dimensions(), wd = W.dimensions();
+  Atoms<T> a(W.typed_data(), b.typed_data(), wd[0], wd[1], kNegInf<T>);
+  Atoms<T> da(dW.typed_data(), db.typed_data(), wd[0], wd[1], T(0));
+  return by_dimension(a.k, [&](auto K) {
+    contract_rows<K()>(a, da, x.typed_data(), dx.typed_data(), xd[0], eps.typed_data()[0],
+                       lse.typed_data(), out->typed_data());
+    return ffi::Error::Success();
+  });
+}
+
+template <ffi::DataType D>
+ffi::Error BackpropImpl(Buf<D> x, Buf<D> W, Buf<D> b, Buf<D> eps, Buf<D> lse, Buf<D> c,
+                        Res<D> dx, Res<D> dW, Res<D> db) {
+  using T = ffi::NativeType<D>;
+  const auto xd = x.dimensions(), wd = W.dimensions();
+  Atoms<T> a(W.typed_data(), b.typed_data(), wd[0], wd[1], kNegInf<T>);
+  return by_dimension(a.k, [&](auto K) {
+    backprop_rows<K()>(a, x.typed_data(), c.typed_data(), xd[0], eps.typed_data()[0],
+                       lse.typed_data(), dx->typed_data(), dW->typed_data(), db->typed_data());
+    return ffi::Error::Success();
+  });
+}
+
+}  // namespace
+
+#define HJAX_LSE(NAME, D)                                                              \
+  XLA_FFI_DEFINE_HANDLER_SYMBOL(NAME, LseImpl<D>,                                      \
+                                ffi::Ffi::Bind()                                       \
+                                    .Arg<Buf<D>>()                                     \
+                                    .Arg<Buf<D>>()                                     \
+                                    .Arg<Buf<D>>()                                     \
+                                    .Arg<Buf<D>>()                                     \
+                                    .Attr<bool>("entropy")                             \
+                                    .Ret<Buf<D>>()                                     \
+                                    .Ret<Buf<D>>());
+#define HJAX_CONTRACT(NAME, D)                                                         \
+  XLA_FFI_DEFINE_HANDLER_SYMBOL(NAME, ContractImpl<D>,                                 \
+                                ffi::Ffi::Bind()                                       \
+                                    .Arg<Buf<D>>()                                     \
+                                    .Arg<Buf<D>>()                                     \
+                                    .Arg<Buf<D>>()                                     \
+                                    .Arg<Buf<D>>()                                     \
+                                    .Arg<Buf<D>>()                                     \
+                                    .Arg<Buf<D>>()                                     \
+                                    .Arg<Buf<D>>()                                     \
+                                    .Arg<Buf<D>>()                                     \
+                                    .Ret<Buf<D>>());
+#define HJAX_BACKPROP(NAME, D)                                                         \
+  XLA_FFI_DEFINE_HANDLER_SYMBOL(NAME, BackpropImpl<D>,                                 \
+                                ffi::Ffi::Bind()                                       \
+                                    .Arg<Buf<D>>()                                     \
+                                    .Arg<Buf<D>>()                                     \
+                                    .Arg<Buf<D>>()                                     \
+                                    .Arg<Buf<D>>()                                     \
+                                    .Arg<Buf<D>>()                                     \
+                                    .Arg<Buf<D>>()                                     \
+                                    .Ret<Buf<D>>()                                     \
+                                    .Ret<Buf<D>>()                                     \
+                                    .Ret<Buf<D>>());
+
+HJAX_LSE(hjax_lse_f32, ffi::F32)
+HJAX_LSE(hjax_lse_f64, ffi::F64)
+HJAX_CONTRACT(hjax_contract_f32, ffi::F32)
+HJAX_CONTRACT(hjax_contract_f64, ffi::F64)
+HJAX_BACKPROP(hjax_backprop_f32, ffi::F32)
+HJAX_BACKPROP(hjax_backprop_f64, ffi::F64)

@@ -1,0 +1,191 @@
+"""The fused CPU kernels (hjax._native) against brute-force XLA, in every transformation.
+
+The reference is ``lse_last(x @ W.T + b, eps)`` on the full B×N logits (its own custom JVP,
+exact at eps = 0), differentiated by JAX; the native primitives must agree in value,
+forward and reverse mode, second order, vmap, masks, ties and both float dtypes.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import hjax
+from hjax import _kernels, _native
+
+pytestmark = pytest.mark.skipif(
+    jax.default_backend() != "cpu" or shutil.which(os.environ.get("CXX", "g++")) is None,
+    reason="the fused kernels are CPU-only and need a C++ compiler",
+)
+
+
+def _reference(x, W, b, eps):
+    return _kernels.lse_last(x @ W.T + b, eps)
+
+
+def _problem(B, N, k, seed=0, masked=(3,)):
+    rng = np.random.default_rng(seed)
+    x = jnp.asarray(rng.standard_normal((B, k)))
+    W = jnp.asarray(rng.standard_normal((N, k)))
+    b = jnp.asarray(rng.standard_normal(N))
+    for j in masked:
+        b = b.at[j].set(-jnp.inf)
+    return x, W, b
+
+
+def _loss(f):
+    return lambda x, W, b, eps: jnp.sum(jnp.sin(f(x, W, b, eps)))
+
+
+def _close(a, b, tol):
+    for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_allclose(np.asarray(u), np.asarray(v), rtol=tol, atol=tol)
+
+
+def test_available_on_this_cpu():
+    assert _native.available(), _native.status()
+    assert _native.usable(jnp.float64) and _native.usable(jnp.float32)
+    assert not _native.usable(jnp.float16)
+
+
+# B·N = 155k logits: several threads; 7×9: one thread, atoms padded to the vector width;
+# k = 2 and 8 take the unrolled kernels, k = 3 ... (dispatch) and 5 the generic one.
+@pytest.mark.parametrize(("B", "N", "k"), [(300, 517, 2), (7, 9, 5), (130, 600, 8), (64, 1100, 3)])
+@pytest.mark.parametrize("eps", [0.0, 0.3, 5.0])
+def test_value_and_gradients_match_brute_force(B, N, k, eps):
+    x, W, b = _problem(B, N, k)
+    e = jnp.asarray(eps)
+    _close(_native.affine_lse(x, W, b, e), _reference(x, W, b, e), 1e-12)
+    argnums = (0, 1, 2, 3)
+    grads = jax.grad(_loss(_native.affine_lse), argnums)(x, W, b, e)
+    want = jax.grad(_loss(_reference), argnums)(x, W, b, e)
+    _close(grads, want, 1e-11)
+
+
+def test_forward_mode_in_every_argument():
+    x, W, b = _problem(200, 400, 2)
+    eps = jnp.asarray(0.4)
+    rng = np.random.default_rng(1)
+    tangents = [jnp.asarray(rng.standard_normal(a.shape)) for a in (x, W, b, eps)]
+    primals = (x, W, b, eps)
+    _, got = jax.jvp(_native.affine_lse, primals, tuple(tangents))
+    _, want = jax.jvp(_reference, primals, tuple(tangents))
+    _close(got, want, 1e-11)
+
+
+def test_second_order_hessian_and_reverse_over_reverse():
+    x, W, b = _problem(12, 40, 2)
+    eps = jnp.asarray(0.3)
+    for argnums in [(0, 3), (1, 2)]:
+        got = jax.hessian(_loss(_native.affine_lse), argnums)(x, W, b, eps)
+        want = jax.hessian(_loss(_reference), argnums)(x, W, b, eps)
+        _close(got, want, 1e-10)
+    rr = lambda f: jax.jacrev(jax.grad(_loss(f), argnums=1), argnums=0)(x, W, b, eps)  # noqa: E731
+    _close(rr(_native.affine_lse), rr(_reference), 1e-10)
+    # d²lse/deps² = Var_π(z)/eps³ (through the entropy's derivative)
+    d2 = lambda f: jax.grad(jax.grad(lambda e: jnp.sum(f(x, W, b, e))))(eps)  # noqa: E731
+    _close(d2(_native.affine_lse), d2(_reference), 1e-10)
+
+
+def test_vmap_over_rows_eps_and_atoms():
+    x, W, b = _problem(100, 700, 2)
+    eps = jnp.asarray([0.0, 0.1, 0.7])
+    f, r = _native.affine_lse, _reference
+    _close(jax.vmap(lambda e: f(x, W, b, e))(eps), jax.vmap(lambda e: r(x, W, b, e))(eps), 1e-12)
+    xs = jnp.stack([x, 2 * x])
+    g = lambda fn: jax.vmap(jax.grad(_loss(fn), (0, 1)), (0, None, None, None))  # noqa: E731
+    _close(g(f)(xs, W, b, eps[1]), g(r)(xs, W, b, eps[1]), 1e-11)
+    Ws = jnp.stack([W, -W])
+    h = lambda fn: jax.vmap(jax.grad(_loss(fn), (1, 2)), (None, 0, None, None))  # noqa: E731
+    _close(h(f)(x, Ws, b, eps[2]), h(r)(x, Ws, b, eps[2]), 1e-11)
+
+
+def test_ties_at_eps_zero_share_the_gradient_and_masked_rows_are_empty():
+    x, W, b = _problem(50, 300, 2, masked=())
+    W = W.at[7].set(W[5]).at[9].set(W[5])  # atoms 5, 7, 9 identical and the max on most rows
+    b = b.at[5].set(6.0).at[7].set(6.0).at[9].set(6.0)
+    zero = jnp.asarray(0.0)
+    grads = jax.grad(_loss(_native.affine_lse), (1, 2, 3))(x, W, b, zero)
+    _close(grads, jax.grad(_loss(_reference), (1, 2, 3))(x, W, b, zero), 1e-12)
+    assert float(grads[1][5]) == float(grads[1][7]) == float(grads[1][9])
+    # d lse/d eps at 0 = log(#ties) on rows whose max is the triple
+    _, dval = jax.jvp(lambda e: _native.affine_lse(x, W, b, e), (zero,), (jnp.ones(()),))
+    _, want = jax.jvp(lambda e: _reference(x, W, b, e), (zero,), (jnp.ones(()),))
+    _close(dval, want, 1e-12)
+    assert np.mean(np.isclose(np.asarray(dval), np.log(3.0), rtol=1e-14)) > 0.5
+    # every atom masked: the zero measure, lse = -inf, zero gradients
+    b_all = jnp.full_like(b, -jnp.inf)
+    for eps in (zero, jnp.asarray(0.5)):
+        assert np.all(np.asarray(_native.affine_lse(x, W, b_all, eps)) == -np.inf)
+        gx, gW = jax.grad(lambda x, W, e=eps: jnp.sum(_native.affine_lse(x, W, b_all, e)), (0, 1))(
+            x, W
+        )
+        assert not np.any(np.asarray(gx)) and not np.any(np.asarray(gW))
+
+
+def test_float32_against_float64():
+    x, W, b = _problem(256, 1024, 2)
+    eps = jnp.asarray(0.3)
+    want = _reference(x, W, b, eps)
+    f32 = [a.astype(jnp.float32) for a in (x, W, b, eps)]
+    got = _native.affine_lse(*f32)
+    assert got.dtype == jnp.float32
+    _close(got.astype(jnp.float64), want, 1e-5)
+    grads = jax.grad(_loss(_native.affine_lse), (0, 1, 2))(*f32)
+    _close(
+        [g.astype(jnp.float64) for g in grads],
+        jax.grad(_loss(_reference), (0, 1, 2))(x, W, b, eps),
+        2e-5,
+    )
+
+
+def test_public_functions_agree_with_the_xla_kernels(monkeypatch):
+    """hopf_cole and lse_layer (blocked sizes, masks, a metric, eps = 0) with the fused
+    kernel and with it switched off, values and gradients."""
+    rng = np.random.default_rng(3)
+    x = jnp.asarray(rng.standard_normal((500, 2)))
+    y = jnp.asarray(rng.standard_normal((300, 2)))
+    g = jnp.asarray(rng.standard_normal(300))
+    log_w = jnp.log(jnp.asarray(rng.uniform(0.1, 1.0, 300))).at[4].set(-jnp.inf)
+    A = jnp.asarray([[2.0, 0.3], [0.3, 0.5]])
+
+    def run():
+        out = []
+        for eps in (0.0, 0.2):
+            f = lambda y, g, e=eps: jnp.sum(hjax.hopf_cole(x, y, g, 0.7, e, A=A, log_w=log_w))  # noqa: E731
+            out.append(jax.value_and_grad(f, (0, 1))(y, g))
+            h = lambda W, b, e=eps: jnp.sum(hjax.lse_layer(x, W, b, e) ** 2)  # noqa: E731
+            out.append(jax.value_and_grad(h, (0, 1))(y, g))
+        return out
+
+    native = run()
+    monkeypatch.setattr(_native, "usable", lambda dtype: False)
+    _close(native, run(), 1e-11)
+
+
+def test_without_a_compiler_it_warns_and_keeps_the_xla_kernels(tmp_path):
+    script = (
+        "import warnings, jax, jax.numpy as jnp, numpy as np\n"
+        "jax.config.update('jax_enable_x64', True)\n"
+        "import hjax\n"
+        "from hjax import _native\n"
+        "with warnings.catch_warnings(record=True) as w:\n"
+        "    warnings.simplefilter('always')\n"
+        "    x = jnp.asarray(np.random.default_rng(0).standard_normal((400, 2)))\n"
+        "    v = hjax.hopf_cole(x, x[:300], jnp.zeros(300), 0.7, 0.3)\n"
+        "print(_native.available(), repr(_native.status()), len(w), str(w[0].message))\n"
+    )
+    env = {
+        **os.environ,
+        "CXX": str(tmp_path / "no-such-compiler"),
+        "HJAX_NATIVE_CACHE": str(tmp_path),
+    }
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("False"), out.stdout
+    assert "no-such-compiler" in out.stdout and "using the XLA kernels" in out.stdout
