@@ -22,6 +22,10 @@ float32, runs in a fresh subprocess that reports its peak resident set size
 of a forked child and so only bounds the peak from above) and that of importing jax and
 hjax alone.
 
+On the CPU ``hopf_cole`` and ``lse_layer`` run the fused kernels of :mod:`hjax._native`
+(``hopf_lax`` and ``hopf_cole_sweep`` the blocked XLA kernels); the report says whether they
+were available (``HJAX_NATIVE=0`` measures the XLA kernels instead).
+
 Targets (issue 8, item 1): forward ≥ 0.5 of the ``exp`` limit and value+gradient ≥ 0.25
 for ``B, N ≥ 1024`` (float32), peak RSS ≤ 2 GB for the memory case; each is reported as
 PASS/FAIL (a benchmark reports, it does not assert). Runs on the default JAX device (CPU
@@ -38,7 +42,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hjax import hopf_cole, hopf_cole_sweep, hopf_lax, lse_layer
+from hjax import _native, hopf_cole, hopf_cole_sweep, hopf_lax, lse_layer
 from hjax.runner import ResultsError, Runner
 
 T = 0.7
@@ -196,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         "eps": EPS,
         "memory_size": None if args.no_memory else args.memory_size,
         "device": str(jax.devices()[0]),
+        "fused_cpu_kernels": _native.status() if jax.default_backend() == "cpu" else "n/a",
         "timing": "minimum wall-clock of repeats after the compiling call",
         "throughput_unit": "atom-evaluations/s = B*N / time; exp limit in values/s",
         "targets": {
@@ -218,7 +223,10 @@ def main(argv: list[str] | None = None) -> int:
         return _bench_case(*cases[name], repeats, dtype)
 
     results = run.run(units, unit)
-    print(f"device: {jax.devices()[0]} ({jax.default_backend()}), float32, min of {repeats}")
+    print(
+        f"device: {jax.devices()[0]} ({jax.default_backend()}), float32, min of {repeats}; "
+        f"fused CPU kernels: {config['fused_cpu_kernels']}"
+    )
     header = (
         f"{'kernel':>16} {'B=N':>6} {'d':>2} {'exp limit/s':>11} {'forward/s':>10} "
         f"{'ratio':>6} {'value+grad/s':>12} {'ratio':>6}"

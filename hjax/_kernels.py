@@ -57,6 +57,13 @@ goes through the same code, and the custom JVPs of :func:`lse_last` and
 :func:`gibbs_last` keep the exact ``eps = 0`` limit, ties and masks in every mode. (A
 ``custom_vjp`` would have allowed a backward pass that reuses the forward's log-sum-exp,
 but it cannot be differentiated in forward mode, which the eps-derivatives need.)
+
+**Fused CPU kernels.** On the CPU, for float32/float64 batches of more than one block,
+:func:`hj_lse` and :func:`affine_lse` (the values of ``hopf_cole`` and ``lse_layer``) call
+the primitives of :mod:`hjax._native` instead: the same expanded-form logits, one pass per
+query row, and first derivatives (forward and reverse) from fused kernels that reuse the
+log-sum-exp; their rules cover every transformation (module docstring there). Elsewhere
+(GPU/TPU, no compiler, other dtypes) the blocked XLA path above is used.
 """
 
 import math

@@ -190,23 +190,35 @@ void lse_rows(const Atoms<T>& a, const T* x, int64_t rows, T eps, bool entropy, 
   constexpr int V = kLanes<T>;
   const bool hard = !(eps > T(0));
   const T inv = hard ? T(1) : T(1) / eps;
+  constexpr int R = 4;  // rows whose logits are formed together (the atoms read once)
   parallel_rows(rows, a.np, [&](int64_t, int64_t r0, int64_t r1) {
-    std::vector<T> zrow(a.np);
+    std::vector<T> zrows(R * a.np);
+    T row_m[R];
     for (int64_t i = r0; i < r1; ++i) {
-      const T* xi = x + i * a.k;
-      Vec<T> mv = splat(kNegInf<T>);
-      for (int64_t j0 = 0; j0 < a.np; j0 += V) {
-        const Vec<T> z = logits<K>(a, xi, j0);
-        store(zrow.data() + j0, z);
-        mv = z > mv ? z : mv;
+      const int64_t q = (i - r0) % R;
+      if (q == 0) {
+        // Logits and maxima of rows i .. i + R - 1 (fewer at the end), atoms in the outer
+        // loop so that each block of atoms is read from memory once for the R rows.
+        const int64_t tile = std::min<int64_t>(R, r1 - i);
+        Vec<T> mv[R];
+        for (int r = 0; r < R; ++r) mv[r] = splat(kNegInf<T>);
+        for (int64_t j0 = 0; j0 < a.np; j0 += V) {
+          for (int r = 0; r < tile; ++r) {
+            const Vec<T> z = logits<K>(a, x + (i + r) * a.k, j0);
+            store(zrows.data() + r * a.np + j0, z);
+            mv[r] = z > mv[r] ? z : mv[r];
+          }
+        }
+        for (int r = 0; r < R; ++r) row_m[r] = hmax<T>(mv[r]);
       }
-      const T m = hmax<T>(mv);
+      const T* zrow_ptr = zrows.data() + q * a.np;
+      const T m = row_m[q];
       T h = T(0);
       if (hard || !finite(m)) {
         lse[i] = m;
         if (hard && entropy && m > kNegInf<T>) {
           int64_t ties = 0;
-          for (int64_t j = 0; j < a.np; ++j) ties += zrow[j] == m;
+          for (int64_t j = 0; j < a.np; ++j) ties += zrow_ptr[j] == m;
           h = std::log(T(ties));
         }
       } else {
@@ -214,14 +226,14 @@ void lse_rows(const Atoms<T>& a, const T* x, int64_t rows, T eps, bool entropy, 
         Vec<T> sv = splat(T(0)), tv = splat(T(0));
         if (entropy) {
           for (int64_t j0 = 0; j0 < a.np; j0 += V) {
-            const Vec<T> s = load(zrow.data() + j0) * inv - shift;
+            const Vec<T> s = load(zrow_ptr + j0) * inv - shift;
             const Vec<T> e = exp_poly<T>(s);
             sv += e;
             tv += e > T(0) ? e * s : splat(T(0));
           }
         } else {
           for (int64_t j0 = 0; j0 < a.np; j0 += V)
-            sv += exp_poly<T>(load(zrow.data() + j0) * inv - shift);
+            sv += exp_poly<T>(load(zrow_ptr + j0) * inv - shift);
         }
         const T S = hsum<T>(sv);
         lse[i] = m + eps * std::log(S);
