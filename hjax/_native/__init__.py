@@ -16,18 +16,21 @@ between the max and the exp-sum, and its backward reuses the forward's log-sum-e
 
 Three primitives, with the derivative rules that make every JAX transformation work:
 
-* ``lse_p(x, W, b, eps) -> (lse, H)``, ``H`` the entropy of the Gibbs weights (computed
-  only when asked, ``entropy=True``, for the eps-tangent). JVP (Thm 3.1, Prop F.1):
-  ``d lse = contract(dx, dW, db) + H d eps``.
-* ``contract_p(x, W, b, eps, lse, dx, dW, db) = Σ_j π_ij (dx_i·W_j + x_i·dW_j + db_j)``,
+* ``lse_p(x, W, b, eps) -> (lse, lo, H)``: ``lo`` the rounding error of ``lse`` (so that
+  ``lse + lo`` holds it to twice the working precision: the weights
+  ``e^{(z − lse − lo)/eps}`` would otherwise be off by ``ulp(lse)/eps``, 2e-3 in float32 at
+  ``|lse| = 20``, eps = 1e-3; its tangent is 0), ``H`` the entropy of the Gibbs weights
+  (computed only when asked, ``entropy=True``, for the eps-tangent). JVP (Thm 3.1, Prop
+  F.1): ``d lse = contract(dx, dW, db) + H d eps``.
+* ``contract_p(x, W, b, eps, lse, lo, dx, dW, db) = Σ_j π_ij (dx_i·W_j + x_i·dW_j + db_j)``,
   linear in ``(dx, dW, db)``; its transpose is
-* ``backprop_p(x, W, b, eps, lse, c) = (c_i Σ_j π_ij W_j, Σ_i c_i π_ij x_i, Σ_i c_i π_ij)``,
-  linear in ``c``, whose transpose is ``contract_p`` again.
+* ``backprop_p(x, W, b, eps, lse, lo, c) = (c_i Σ_j π_ij W_j, Σ_i c_i π_ij x_i,
+  Σ_i c_i π_ij)``, linear in ``c``, whose transpose is ``contract_p`` again.
 
 So forward mode, reverse mode and their compositions run the fused kernels at first order;
 the derivatives of ``contract_p``/``backprop_p`` in their non-linear arguments and of ``H``
 (second order: ``jax.hessian``, d²/deps²) are those of the blocked XLA expressions below,
-with ``π_ij = e^{(z_ij − lse_i)/eps}`` written in terms of the ``lse`` argument, so that
+with ``π_ij = e^{(z_ij − lse_i − lo_i)/eps}`` written in terms of the ``lse`` argument, so that
 ``∂π/∂lse = −π/eps`` and the chain through ``d lse`` gives ``dπ = π(dz − ⟨π, dz⟩)/eps``.
 At ``eps = 0`` the weights are the argmax indicator averaged over ties and their derivative
 is 0, as for :func:`hjax._kernels.gibbs_last`. ``vmap``: batching only the query rows folds
@@ -159,34 +162,34 @@ def usable(dtype) -> bool:
 # --------------------------------------------------------------------------------------
 
 
-def _weights(z: Array, eps: Array, lse: Array) -> Array:
-    """``π_ij = e^{(z_ij − lse_i)/eps}`` (eps > 0), ties of ``lse_i`` (eps = 0), 0 on rows
-    with ``lse_i = ±inf``; ``z`` ``(rows, N)``, ``lse`` ``(rows,)``."""
+def _weights(z: Array, eps: Array, lse: Array, lo: Array) -> Array:
+    """``π_ij = e^{(z_ij − lse_i − lo_i)/eps}`` (eps > 0), ties of ``lse_i`` (eps = 0), 0 on
+    rows with ``lse_i = ±inf``; ``z`` ``(rows, N)``, ``lse`` and ``lo`` ``(rows,)``."""
     from .._kernels import _nonzero, safe
 
-    lse = lse[:, None]
+    lse, lo = lse[:, None], lo[:, None]
     live = jnp.isfinite(lse) & (z > -jnp.inf)  # never -inf / eps: its eps-tangent is NaN
-    shifted = jnp.where(live, z - jnp.where(live, lse, 0), 0)
+    shifted = jnp.where(live, (z - jnp.where(live, lse, 0)) - lo, 0)
     soft = jnp.where(live, jnp.exp(shifted / safe(eps)), 0)
     ties = ((z == lse) & live).astype(z.dtype)
     hard = ties / _nonzero(jnp.sum(ties, axis=-1, keepdims=True))
     return jnp.where(eps > 0, soft, hard)
 
 
-def _xla_contract(x, W, b, eps, lse, dx, dW, db):
+def _xla_contract(x, W, b, eps, lse, lo, dx, dW, db):
     from .._kernels import affine_reduce
 
-    def reduce(z, x_r, lse_r, dx_r):
-        pi = _weights(z, eps, lse_r)
+    def reduce(z, x_r, lse_r, lo_r, dx_r):
+        pi = _weights(z, eps, lse_r, lo_r)
         dz = dx_r @ W.T + x_r @ dW.T + db
         return jnp.sum(jnp.where(pi > 0, pi * dz, 0), axis=-1)
 
-    return affine_reduce(reduce, x, W, b, x, lse, dx)
+    return affine_reduce(reduce, x, W, b, x, lse, lo, dx)
 
 
-def _xla_backprop(x, W, b, eps, lse, c):
+def _xla_backprop(x, W, b, eps, lse, lo, c):
     zeros = (jnp.zeros_like(x), jnp.zeros_like(W), jnp.zeros_like(b))
-    _, vjp = jax.vjp(lambda dx, dW, db: _xla_contract(x, W, b, eps, lse, dx, dW, db), *zeros)
+    _, vjp = jax.vjp(lambda dx, dW, db: _xla_contract(x, W, b, eps, lse, lo, dx, dW, db), *zeros)
     return vjp(c)
 
 
@@ -218,16 +221,16 @@ for _p in (lse_p, contract_p, backprop_p):
 @lse_p.def_abstract_eval
 def _lse_abstract(x, W, b, eps, *, entropy):
     row = x.update(shape=x.shape[:1])
-    return row, row
+    return row, row, row
 
 
 @contract_p.def_abstract_eval
-def _contract_abstract(x, W, b, eps, lse, dx, dW, db):
+def _contract_abstract(x, W, b, eps, lse, lo, dx, dW, db):
     return x.update(shape=x.shape[:1])
 
 
 @backprop_p.def_abstract_eval
-def _backprop_abstract(x, W, b, eps, lse, c):
+def _backprop_abstract(x, W, b, eps, lse, lo, c):
     return x, W, b
 
 
@@ -257,17 +260,18 @@ def _inst(t, like):
 def _lse_jvp(primals, tangents, *, entropy):
     x, W, b, eps = primals
     dx, dW, db, deps = tangents
-    lse, H = lse_p.bind(x, W, b, eps, entropy=entropy or not _is_zero(deps))
+    lse, lo, H = lse_p.bind(x, W, b, eps, entropy=entropy or not _is_zero(deps))
     dlse = jnp.zeros_like(lse)
     if not (_is_zero(dx) and _is_zero(dW) and _is_zero(db)):
-        dlse = dlse + contract_p.bind(x, W, b, eps, lse, _inst(dx, x), _inst(dW, W), _inst(db, b))
+        lin = (_inst(dx, x), _inst(dW, W), _inst(db, b))
+        dlse = dlse + contract_p.bind(x, W, b, eps, lse, lo, *lin)
     if not _is_zero(deps):
         dlse = dlse + H * deps
     if entropy:
         dH = _second_order(lambda *a: _xla_lse_entropy(*a)[1], primals, tangents, ())
     else:
         dH = jnp.zeros_like(H)
-    return (lse, H), (dlse, dH)
+    return (lse, lo, H), (dlse, jnp.zeros_like(lo), dH)
 
 
 ad.primitive_jvps[lse_p] = _lse_jvp
@@ -281,10 +285,14 @@ def _second_order(xla_fn, primals, tangents, fixed):
     return jax.jvp(lambda *a: xla_fn(*a, *fixed), tuple(primals), tuple(tan))[1]
 
 
+#: contract_p and backprop_p take (x, W, b, eps, lse, lo) and then their linear arguments.
+_BASE = 6
+
+
 def _contract_jvp(primals, tangents):
     out = contract_p.bind(*primals)
-    base, lin = primals[:5], primals[5:]
-    dbase, dlin = tangents[:5], tangents[5:]
+    base, lin = primals[:_BASE], primals[_BASE:]
+    dbase, dlin = tangents[:_BASE], tangents[_BASE:]
     dout = jnp.zeros_like(out)
     if not all(_is_zero(t) for t in dlin):
         dout = dout + contract_p.bind(*base, *(_inst(t, p) for t, p in zip(dlin, lin, strict=True)))
@@ -295,14 +303,16 @@ def _contract_jvp(primals, tangents):
 ad.primitive_jvps[contract_p] = _contract_jvp
 
 
-def _contract_transpose(ct, x, W, b, eps, lse, dx, dW, db):
-    if any(ad.is_undefined_primal(a) for a in (x, W, b, eps, lse)):
+def _contract_transpose(ct, x, W, b, eps, lse, lo, dx, dW, db):
+    base, lin = (x, W, b, eps, lse, lo), (dx, dW, db)
+    if any(ad.is_undefined_primal(a) for a in base):
         raise ValueError("contract_p is linear in (dx, dW, db) only")
-    lin = (dx, dW, db)
     if _is_zero(ct):
-        return [None] * 5 + [ad.Zero(a.aval) if ad.is_undefined_primal(a) else None for a in lin]
-    grads = backprop_p.bind(x, W, b, eps, lse, ct)
-    return [None] * 5 + [
+        return [None] * _BASE + [
+            ad.Zero(a.aval) if ad.is_undefined_primal(a) else None for a in lin
+        ]
+    grads = backprop_p.bind(*base, ct)
+    return [None] * _BASE + [
         g if ad.is_undefined_primal(a) else None for g, a in zip(grads, lin, strict=True)
     ]
 
@@ -312,8 +322,8 @@ ad.primitive_transposes[contract_p] = _contract_transpose
 
 def _backprop_jvp(primals, tangents):
     out = backprop_p.bind(*primals)
-    base, c = primals[:5], primals[5]
-    dbase, dc = tangents[:5], tangents[5]
+    base, c = primals[:_BASE], primals[_BASE]
+    dbase, dc = tangents[:_BASE], tangents[_BASE]
     dout = [jnp.zeros_like(o) for o in out]
     if not _is_zero(dc):
         dout = list(backprop_p.bind(*base, dc))
@@ -326,13 +336,14 @@ def _backprop_jvp(primals, tangents):
 ad.primitive_jvps[backprop_p] = _backprop_jvp
 
 
-def _backprop_transpose(cts, x, W, b, eps, lse, c):
-    if any(ad.is_undefined_primal(a) for a in (x, W, b, eps, lse)):
+def _backprop_transpose(cts, x, W, b, eps, lse, lo, c):
+    base = (x, W, b, eps, lse, lo)
+    if any(ad.is_undefined_primal(a) for a in base):
         raise ValueError("backprop_p is linear in c only")
     if all(_is_zero(t) for t in cts):
-        return [None] * 5 + [ad.Zero(c.aval)]
+        return [None] * _BASE + [ad.Zero(c.aval)]
     gx, gW, gb = (_inst(t, p) for t, p in zip(cts, (x, W, b), strict=True))
-    return [None] * 5 + [contract_p.bind(x, W, b, eps, lse, gx, gW, gb)]
+    return [None] * _BASE + [contract_p.bind(*base, gx, gW, gb)]
 
 
 ad.primitive_transposes[backprop_p] = _backprop_transpose
@@ -343,7 +354,7 @@ ad.primitive_transposes[backprop_p] = _backprop_transpose
 # --------------------------------------------------------------------------------------
 
 #: Per primitive, the positions of the query-row arguments (leading axis B).
-_ROW_ARGS = {lse_p: (0,), contract_p: (0, 4, 5), backprop_p: (0, 4, 5)}
+_ROW_ARGS = {lse_p: (0,), contract_p: (0, 4, 5, 6), backprop_p: (0, 4, 5, 6)}
 
 
 def _fold(a: Array, mapped: bool, size: int) -> Array:

@@ -183,10 +183,15 @@ inline bool finite(T v) {
   return v > kNegInf<T> && v < -kNegInf<T>;
 }
 
-// lse_i and, if wanted, the entropy H_i = -sum_j pi_ij log pi_ij = log S - sum_j e_j s_j / S
-// (s_j = (z_j - m)/eps, e_j = exp(s_j), S = sum_j e_j); log(#ties) at eps = 0.
+// lse_i = m_i + eps log S_i rounded, its rounding error lo_i (TwoSum, so that lse_i + lo_i
+// carries the log-sum-exp to twice the working precision: the weights exp((z - lse)/eps)
+// of the backward would otherwise be off by ulp(lse)/eps, e.g. 2e-3 in float32 at
+// |lse| = 20, eps = 1e-3), and, if wanted, the entropy
+// H_i = -sum_j pi_ij log pi_ij = log S - sum_j e_j s_j / S (s_j = (z_j - m)/eps,
+// e_j = exp(s_j), S = sum_j e_j); log(#ties) at eps = 0.
 template <int K, class T>
-void lse_rows(const Atoms<T>& a, const T* x, int64_t rows, T eps, bool entropy, T* lse, T* ent) {
+void lse_rows(const Atoms<T>& a, const T* x, int64_t rows, T eps, bool entropy, T* lse, T* lo,
+              T* ent) {
   constexpr int V = kLanes<T>;
   const bool hard = !(eps > T(0));
   const T inv = hard ? T(1) : T(1) / eps;
@@ -214,6 +219,7 @@ void lse_rows(const Atoms<T>& a, const T* x, int64_t rows, T eps, bool entropy, 
       const T* zrow_ptr = zrows.data() + q * a.np;
       const T m = row_m[q];
       T h = T(0);
+      lo[i] = T(0);
       if (hard || !finite(m)) {
         lse[i] = m;
         if (hard && entropy && m > kNegInf<T>) {
@@ -222,21 +228,23 @@ void lse_rows(const Atoms<T>& a, const T* x, int64_t rows, T eps, bool entropy, 
           h = std::log(T(ties));
         }
       } else {
-        const T shift = m * inv;
         Vec<T> sv = splat(T(0)), tv = splat(T(0));
         if (entropy) {
           for (int64_t j0 = 0; j0 < a.np; j0 += V) {
-            const Vec<T> s = load(zrow_ptr + j0) * inv - shift;
+            const Vec<T> s = (load(zrow_ptr + j0) - m) * inv;
             const Vec<T> e = exp_poly<T>(s);
             sv += e;
             tv += e > T(0) ? e * s : splat(T(0));
           }
         } else {
           for (int64_t j0 = 0; j0 < a.np; j0 += V)
-            sv += exp_poly<T>(load(zrow_ptr + j0) * inv - shift);
+            sv += exp_poly<T>((load(zrow_ptr + j0) - m) * inv);
         }
         const T S = hsum<T>(sv);
-        lse[i] = m + eps * std::log(S);
+        const T r = eps * std::log(S);
+        const T sum = m + r, back = sum - m;  // TwoSum(m, r)
+        lse[i] = sum;
+        lo[i] = (m - (sum - back)) + (r - back);
         h = std::log(S) - hsum<T>(tv) / S;
       }
       if (entropy) ent[i] = h;
@@ -255,12 +263,13 @@ inline int64_t tie_count(const Atoms<T>& a, const T* x, T lse) {
   return count;
 }
 
-// Gibbs weights of the atoms j0 .. (times `scale`): exp((z - lse)/eps), or at eps = 0 the
-// indicator of the ties of lse; 0 on masked atoms (z = -inf).
+// Gibbs weights of the atoms j0 .. (times `scale`): exp((z - lse - lo)/eps), z - lse first
+// (exact where the weight matters), or at eps = 0 the indicator of the ties of lse; 0 on
+// masked atoms (z = -inf).
 template <class T>
-inline Vec<T> weights(Vec<T> z, T lse, T inv, T shift, bool hard, T scale) {
+inline Vec<T> weights(Vec<T> z, T lse, T lo, T inv, bool hard, T scale) {
   if (hard) return (z == lse) & (z > kNegInf<T>) ? splat(scale) : splat(T(0));
-  return scale * exp_poly<T>(z * inv - shift);
+  return scale * exp_poly<T>(((z - lse) - lo) * inv);
 }
 
 // The scale of row i's weights (c_i, divided by the number of ties at eps = 0), or 0 if
@@ -274,7 +283,7 @@ inline T row_scale(const Atoms<T>& a, const T* xi, T c, T lse, bool hard) {
 // out_i = sum_j pi_ij (dx_i . W_j + x_i . dW_j + db_j): the JVP of lse in (x, W, b).
 template <int K, class T>
 void contract_rows(const Atoms<T>& a, const Atoms<T>& da, const T* x, const T* dx, int64_t rows,
-                   T eps, const T* lse, T* out) {
+                   T eps, const T* lse, const T* lo, T* out) {
   constexpr int V = kLanes<T>;
   const bool hard = !(eps > T(0));
   const T inv = hard ? T(1) : T(1) / eps;
@@ -287,10 +296,9 @@ void contract_rows(const Atoms<T>& a, const Atoms<T>& da, const T* x, const T* d
         out[i] = T(0);
         continue;
       }
-      const T shift = lse[i] * inv;
       Vec<T> acc = splat(T(0));
       for (int64_t j0 = 0; j0 < a.np; j0 += V) {
-        const Vec<T> p = weights(logits<K>(a, xi, j0), lse[i], inv, shift, hard, scale);
+        const Vec<T> p = weights(logits<K>(a, xi, j0), lse[i], lo[i], inv, hard, scale);
         Vec<T> dz = load(da.bp.data() + j0);
         for (int64_t c = 0; c < (K > 0 ? K : a.k); ++c)
           dz += dxi[c] * load(a.wt.data() + c * a.np + j0) + xi[c] * load(da.wt.data() + c * a.np + j0);
@@ -304,20 +312,23 @@ void contract_rows(const Atoms<T>& a, const Atoms<T>& da, const T* x, const T* d
 // Rows i0 .. i0 + R - 1 of backprop_rows: the atoms' logits are loaded once for the R rows
 // and their cotangents accumulated once, into this thread's aw (dW, transposed) and ab.
 template <int K, int R, class T>
-inline void backprop_tile(const Atoms<T>& a, const T* x, const T* c, const T* lse, int64_t i0,
+inline void backprop_tile(const Atoms<T>& a, const T* x, const T* c, const T* lse, const T* lo,
+                          int64_t i0,
                           bool hard, T inv, T* dx, T* aw, T* ab) {
   constexpr int V = kLanes<T>;
   constexpr int KR = R * (K > 0 ? K : 1);
   const int64_t k = K > 0 ? K : a.k, np = a.np;
   const T* xr[R];
-  T scale[R], shift[R], target[R];
+  T scale[R], target[R], low[R];
   for (int r = 0; r < R; ++r) {
     xr[r] = x + (i0 + r) * k;
     scale[r] = row_scale<K>(a, xr[r], c[i0 + r], lse[i0 + r], hard);
-    // A row that contributes nothing gets weights exactly 0 (exp(-inf), no tie with NaN).
+    // A row that contributes nothing gets weights exactly 0: exp(z - inf) = 0 for eps > 0,
+    // and at eps = 0 no logit ties with NaN.
     const bool dead = scale[r] == T(0);
-    shift[r] = dead ? -kNegInf<T> : lse[i0 + r] * inv;
-    target[r] = dead ? std::numeric_limits<T>::quiet_NaN() : lse[i0 + r];
+    const T nothing = hard ? std::numeric_limits<T>::quiet_NaN() : -kNegInf<T>;
+    target[r] = dead ? nothing : lse[i0 + r];
+    low[r] = dead ? T(0) : lo[i0 + r];
   }
   Vec<T> local[KR];
   std::vector<Vec<T>> heap(K > 0 ? 0 : R * k);
@@ -327,7 +338,7 @@ inline void backprop_tile(const Atoms<T>& a, const T* x, const T* c, const T* ls
     Vec<T> p[R];
     Vec<T> psum = splat(T(0));
     for (int r = 0; r < R; ++r) {
-      p[r] = weights(logits<K>(a, xr[r], j0), target[r], inv, shift[r], hard, scale[r]);
+      p[r] = weights(logits<K>(a, xr[r], j0), target[r], low[r], inv, hard, scale[r]);
       psum += p[r];
     }
     store(ab + j0, load(ab + j0) + psum);
@@ -348,7 +359,7 @@ inline void backprop_tile(const Atoms<T>& a, const T* x, const T* c, const T* ls
 // dx_i = c_i sum_j pi_ij W_j, dW_j = sum_i c_i pi_ij x_i, db_j = sum_i c_i pi_ij.
 template <int K, class T>
 void backprop_rows(const Atoms<T>& a, const T* x, const T* c, int64_t rows, T eps, const T* lse,
-                   T* dx, T* dW, T* db) {
+                   const T* lo, T* dx, T* dW, T* db) {
   constexpr int R = 4;
   const bool hard = !(eps > T(0));
   const T inv = hard ? T(1) : T(1) / eps;
@@ -361,8 +372,8 @@ void backprop_rows(const Atoms<T>& a, const T* x, const T* c, int64_t rows, T ep
     ab.assign(np, T(0));
     int64_t i = r0;
     for (; i + R <= r1; i += R)
-      backprop_tile<K, R>(a, x, c, lse, i, hard, inv, dx, aw.data(), ab.data());
-    for (; i < r1; ++i) backprop_tile<K, 1>(a, x, c, lse, i, hard, inv, dx, aw.data(), ab.data());
+      backprop_tile<K, R>(a, x, c, lse, lo, i, hard, inv, dx, aw.data(), ab.data());
+    for (; i < r1; ++i) backprop_tile<K, 1>(a, x, c, lse, lo, i, hard, inv, dx, aw.data(), ab.data());
   });
   for (int64_t j = 0; j < a.n; ++j) {
     T sb = T(0);
@@ -396,7 +407,7 @@ using Res = ffi::Result<ffi::Buffer<D>>;
 
 template <ffi::DataType D>
 ffi::Error LseImpl(Buf<D> x, Buf<D> W, Buf<D> b, Buf<D> eps, bool entropy, Res<D> lse,
-                   Res<D> ent) {
+                   Res<D> lo, Res<D> ent) {
   using T = ffi::NativeType<D>;
   const auto xd = x.dimensions(), wd = W.dimensions();
   if (xd.size() != 2 || wd.size() != 2 || xd[1] != wd[1])
@@ -406,13 +417,13 @@ ffi::Error LseImpl(Buf<D> x, Buf<D> W, Buf<D> b, Buf<D> eps, bool entropy, Res<D
   if (!entropy) std::fill(ent_out, ent_out + xd[0], T(0));
   return by_dimension(a.k, [&](auto K) {
     lse_rows<K()>(a, x.typed_data(), xd[0], eps.typed_data()[0], entropy, lse->typed_data(),
-                  ent_out);
+                  lo->typed_data(), ent_out);
     return ffi::Error::Success();
   });
 }
 
 template <ffi::DataType D>
-ffi::Error ContractImpl(Buf<D> x, Buf<D> W, Buf<D> b, Buf<D> eps, Buf<D> lse, Buf<D> dx,
+ffi::Error ContractImpl(Buf<D> x, Buf<D> W, Buf<D> b, Buf<D> eps, Buf<D> lse, Buf<D> lo, Buf<D> dx,
                         Buf<D> dW, Buf<D> db, Res<D> out) {
   using T = ffi::NativeType<D>;
   const auto xd = x.dimensions(), wd = W.dimensions();
@@ -420,60 +431,43 @@ ffi::Error ContractImpl(Buf<D> x, Buf<D> W, Buf<D> b, Buf<D> eps, Buf<D> lse, Bu
   Atoms<T> da(dW.typed_data(), db.typed_data(), wd[0], wd[1], T(0));
   return by_dimension(a.k, [&](auto K) {
     contract_rows<K()>(a, da, x.typed_data(), dx.typed_data(), xd[0], eps.typed_data()[0],
-                       lse.typed_data(), out->typed_data());
+                       lse.typed_data(), lo.typed_data(), out->typed_data());
     return ffi::Error::Success();
   });
 }
 
 template <ffi::DataType D>
-ffi::Error BackpropImpl(Buf<D> x, Buf<D> W, Buf<D> b, Buf<D> eps, Buf<D> lse, Buf<D> c,
+ffi::Error BackpropImpl(Buf<D> x, Buf<D> W, Buf<D> b, Buf<D> eps, Buf<D> lse, Buf<D> lo, Buf<D> c,
                         Res<D> dx, Res<D> dW, Res<D> db) {
   using T = ffi::NativeType<D>;
   const auto xd = x.dimensions(), wd = W.dimensions();
   Atoms<T> a(W.typed_data(), b.typed_data(), wd[0], wd[1], kNegInf<T>);
   return by_dimension(a.k, [&](auto K) {
     backprop_rows<K()>(a, x.typed_data(), c.typed_data(), xd[0], eps.typed_data()[0],
-                       lse.typed_data(), dx->typed_data(), dW->typed_data(), db->typed_data());
+                       lse.typed_data(), lo.typed_data(), dx->typed_data(), dW->typed_data(),
+                       db->typed_data());
     return ffi::Error::Success();
   });
 }
 
 }  // namespace
 
-#define HJAX_LSE(NAME, D)                                                              \
-  XLA_FFI_DEFINE_HANDLER_SYMBOL(NAME, LseImpl<D>,                                      \
-                                ffi::Ffi::Bind()                                       \
-                                    .Arg<Buf<D>>()                                     \
-                                    .Arg<Buf<D>>()                                     \
-                                    .Arg<Buf<D>>()                                     \
-                                    .Arg<Buf<D>>()                                     \
-                                    .Attr<bool>("entropy")                             \
-                                    .Ret<Buf<D>>()                                     \
-                                    .Ret<Buf<D>>());
-#define HJAX_CONTRACT(NAME, D)                                                         \
-  XLA_FFI_DEFINE_HANDLER_SYMBOL(NAME, ContractImpl<D>,                                 \
-                                ffi::Ffi::Bind()                                       \
-                                    .Arg<Buf<D>>()                                     \
-                                    .Arg<Buf<D>>()                                     \
-                                    .Arg<Buf<D>>()                                     \
-                                    .Arg<Buf<D>>()                                     \
-                                    .Arg<Buf<D>>()                                     \
-                                    .Arg<Buf<D>>()                                     \
-                                    .Arg<Buf<D>>()                                     \
-                                    .Arg<Buf<D>>()                                     \
-                                    .Ret<Buf<D>>());
-#define HJAX_BACKPROP(NAME, D)                                                         \
-  XLA_FFI_DEFINE_HANDLER_SYMBOL(NAME, BackpropImpl<D>,                                 \
-                                ffi::Ffi::Bind()                                       \
-                                    .Arg<Buf<D>>()                                     \
-                                    .Arg<Buf<D>>()                                     \
-                                    .Arg<Buf<D>>()                                     \
-                                    .Arg<Buf<D>>()                                     \
-                                    .Arg<Buf<D>>()                                     \
-                                    .Arg<Buf<D>>()                                     \
-                                    .Ret<Buf<D>>()                                     \
-                                    .Ret<Buf<D>>()                                     \
-                                    .Ret<Buf<D>>());
+#define HJAX_ARG(D) .Arg<Buf<D>>()
+#define HJAX_RET(D) .Ret<Buf<D>>()
+#define HJAX_ARGS4(D) HJAX_ARG(D) HJAX_ARG(D) HJAX_ARG(D) HJAX_ARG(D)
+#define HJAX_RETS3(D) HJAX_RET(D) HJAX_RET(D) HJAX_RET(D)
+// lse(x, W, b, eps; entropy) -> (lse, lo, H)
+#define HJAX_LSE(NAME, D)                        \
+  XLA_FFI_DEFINE_HANDLER_SYMBOL(NAME, LseImpl<D>, \
+                                ffi::Ffi::Bind() HJAX_ARGS4(D).Attr<bool>("entropy") HJAX_RETS3(D));
+// contract(x, W, b, eps, lse, lo, dx, dW, db) -> out
+#define HJAX_CONTRACT(NAME, D)                        \
+  XLA_FFI_DEFINE_HANDLER_SYMBOL(NAME, ContractImpl<D>, \
+                                ffi::Ffi::Bind() HJAX_ARGS4(D) HJAX_ARGS4(D) HJAX_ARG(D) HJAX_RET(D));
+// backprop(x, W, b, eps, lse, lo, c) -> (dx, dW, db)
+#define HJAX_BACKPROP(NAME, D)                        \
+  XLA_FFI_DEFINE_HANDLER_SYMBOL(NAME, BackpropImpl<D>, \
+                                ffi::Ffi::Bind() HJAX_ARGS4(D) HJAX_ARG(D) HJAX_ARG(D) HJAX_ARG(D) HJAX_RETS3(D));
 
 HJAX_LSE(hjax_lse_f32, ffi::F32)
 HJAX_LSE(hjax_lse_f64, ffi::F64)
