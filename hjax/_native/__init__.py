@@ -44,6 +44,7 @@ the callers keep the XLA kernels.
 """
 
 import ctypes
+import functools
 import hashlib
 import os
 import platform
@@ -52,6 +53,7 @@ import subprocess
 import tempfile
 import threading
 import warnings
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
@@ -210,8 +212,15 @@ backprop_p = Primitive("hjax_affine_lse_backprop")
 backprop_p.multiple_results = True
 
 
+@functools.cache
+def _compiled(prim, params: tuple) -> Callable:
+    return jax.jit(partial(prim.bind, **dict(params)))
+
+
 def _impl(prim, *args, **params):
-    return jax.jit(partial(prim.bind, **params))(*args)
+    """Eager application: the primitive alone under ``jit`` (one compilation per primitive
+    and parameters, cached)."""
+    return _compiled(prim, tuple(sorted(params.items())))(*args)
 
 
 for _p in (lse_p, contract_p, backprop_p):
