@@ -45,7 +45,12 @@ How the grid is batched
       \qquad g_i = \frac{2}{|B|}\,(f(x_i) - y_i),
 
   one matrix product ``eᵀ [g/s, (g/s)·x]`` (THEORY §0: ``∇_z lse = π``). At ``eps = 0``
-  the weights are uniform over the argmax set (the tropical max-affine network).
+  the weights are uniform over the argmax set (the tropical max-affine network). On the
+  CPU the step's losses and gradients come instead from one call of a fused kernel for all
+  widths of a ``(seed, eps)`` pair (:func:`hjax._native.packed_mse`: the same formulas, the
+  ``e_ij`` of a point kept in L1 from the exp-sum to the accumulation, so nothing
+  ``(points, atoms)`` is stored); seeds and eps rows are then mapped one call at a time,
+  each call using every core.
 
 The loop runs in compiled chunks of ``chunk`` steps; between chunks the validation RMSE is
 measured, progress is shown and, with ``checkpoint=``, the whole training state is written
@@ -77,7 +82,7 @@ import numpy as np
 import optax
 from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray, Real
 
-from . import LSELayer, _distributed, lse_layer
+from . import LSELayer, _distributed, _native, lse_layer
 from .runner import atomic_write_bytes, atomic_write_json
 
 __all__ = ["LSESweep", "scaled_eps", "train_sweep"]
@@ -144,6 +149,26 @@ def _losses(params, eps_row, x, y):
     )
 
 
+def _losses_and_grads(params, eps_row, x, y):
+    """Per-width MSE ``(K,)`` of one ``(seed, eps)`` pair and its gradient in ``params``:
+    on the CPU one call of the fused kernel for all widths (:func:`hjax._native.packed_mse`,
+    one exp per atom-evaluation), else ``jax.value_and_grad`` of :func:`_losses`."""
+    if not _native.usable(x.dtype):
+
+        def total(p):
+            per_width = _losses(p, eps_row, x, y)
+            return jnp.sum(per_width), per_width
+
+        (_, per_width), grads = jax.value_and_grad(total, has_aux=True)(params)
+        return per_width, grads
+    widths = tuple(W.shape[0] for W, _ in params)
+    W = jnp.concatenate([W for W, _ in params])
+    b = jnp.concatenate([b for _, b in params])
+    per_width, dW, db = _native.packed_mse(x, y, W, b, eps_row, widths)
+    cuts = np.cumsum(widths)[:-1]
+    return per_width, tuple(zip(jnp.split(dW, cuts), jnp.split(db, cuts), strict=True))
+
+
 # --------------------------------------------------------------------------------------
 # The compiled chunk of training steps
 # --------------------------------------------------------------------------------------
@@ -165,11 +190,7 @@ def _train_chunk(carry, eps, x, y, batch_keys, *, optimizer, n_steps, batch_size
     """``n_steps`` optimizer steps of every network; returns the carry and the losses."""
 
     def one(params, state, eps_row, xb, yb):
-        def total(p):
-            per_width = _losses(p, eps_row, xb, yb)
-            return jnp.sum(per_width), per_width
-
-        (_, per_width), grads = jax.value_and_grad(total, has_aux=True)(params)
+        per_width, grads = _losses_and_grads(params, eps_row, xb, yb)
         new_params, new_state = [], []
         with jax.numpy_dtype_promotion("standard"):  # optax mixes int32 counts and floats
             for p_k, g_k, s_k in zip(params, grads, state, strict=True):

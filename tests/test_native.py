@@ -13,6 +13,7 @@ import sys
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 import hjax
@@ -207,3 +208,53 @@ def test_without_a_compiler_it_warns_and_keeps_the_xla_kernels(tmp_path):
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("False"), out.stdout
     assert "no-such-compiler" in out.stdout and "using the XLA kernels" in out.stdout
+
+
+def test_packed_least_squares_matches_autodiff_of_brute_force():
+    """One fused training step (hjax.train_sweep's kernel): per-width MSE of packed LSE
+    networks and its gradient against jax.value_and_grad of lse_last on full logits, eps
+    mixed with 0 (ties: two identical atoms in the second width)."""
+    rng = np.random.default_rng(5)
+    widths = (7, 20, 33)
+    x = jnp.asarray(rng.uniform(-2, 2, (300, 2)))
+    y = jnp.linalg.norm(x, axis=1)
+    W = jnp.asarray(0.5 * rng.standard_normal((sum(widths), 2)))
+    b = jnp.asarray(0.3 * rng.standard_normal(sum(widths)))
+    W, b = W.at[8].set(W[9]), b.at[8].set(b[9])
+    cuts = np.cumsum(widths)[:-1]
+
+    def brute(W, b, eps):
+        parts = zip(jnp.split(W, cuts), jnp.split(b, cuts), eps, strict=True)
+        return jnp.stack([jnp.mean((_reference(x, w, c, e) - y) ** 2) for w, c, e in parts])
+
+    for eps in ([0.1, 0.05, 0.02], [0.3, 0.0, 1e-3], [0.0, 0.0, 0.0]):
+        eps = jnp.asarray(eps)
+        loss, dW, db = _native.packed_mse(x, y, W, b, eps, widths)
+        _close(loss, brute(W, b, eps), 1e-13)
+        want = jax.grad(lambda W, b, e=eps: jnp.sum(brute(W, b, e)), (0, 1))(W, b)
+        _close((dW, db), want, 1e-13)
+    # vmap over the networks (seeds): one call each
+    Ws, bs = jnp.stack([W, -W]), jnp.stack([b, 2 * b])
+    out = jax.vmap(lambda W, b: _native.packed_mse(x, y, W, b, eps, widths))(Ws, bs)
+    _close([o[1] for o in out], _native.packed_mse(x, y, -W, 2 * b, eps, widths), 1e-15)
+
+
+def test_train_sweep_with_and_without_the_fused_kernel(monkeypatch):
+    rng = np.random.default_rng(6)
+    x = rng.uniform(-2, 2, (200, 2))
+    y = np.linalg.norm(x, axis=1)
+    widths, eps = (5, 12), jnp.asarray([[0.2, 0.1], [0.0, 0.05]])
+
+    def run():  # full batch, and minibatches (the points then batched per seed as well)
+        out = []
+        for batch_size in (None, 64):
+            s = hjax.train_sweep(
+                x, y, widths, eps, optimizer=optax.adam(0.01), steps=40, seeds=2,
+                batch_size=batch_size, chunk=20,
+            )  # fmt: skip
+            out += [s.train_loss, s.W, s.b]
+        return out
+
+    fused = run()
+    monkeypatch.setattr(_native, "usable", lambda dtype: False)
+    _close(fused, run(), 1e-10)

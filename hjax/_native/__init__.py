@@ -59,6 +59,7 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.extend.core import Primitive
 from jax.interpreters import ad, batching, mlir
 
@@ -66,7 +67,7 @@ from .._types import Array
 
 _SOURCE = Path(__file__).with_name("affine_lse.cc")
 _FLAGS = ("-O3", "-march=native", "-std=c++17", "-shared", "-fPIC", "-w")
-_TARGETS = ("hjax_lse", "hjax_contract", "hjax_backprop")
+_TARGETS = ("hjax_lse", "hjax_contract", "hjax_backprop", "hjax_packed_mse")
 _SUFFIX = {jnp.dtype(jnp.float32): "f32", jnp.dtype(jnp.float64): "f64"}
 
 _lock = threading.Lock()
@@ -411,3 +412,30 @@ for _p in (lse_p, contract_p, backprop_p):
 def affine_lse(x: Array, W: Array, b: Array, eps: Array) -> Array:
     """``eps log Σ_j exp((x_i·W_j + b_j)/eps)`` (``max`` at eps = 0), ``x`` ``(B, k)``."""
     return lse_p.bind(x, W, b, eps, entropy=False)[0]
+
+
+def packed_mse(
+    x: Array, y: Array, W: Array, b: Array, eps: Array, widths: tuple[int, ...]
+) -> tuple[Array, Array, Array]:
+    r"""Least squares of packed LSE networks and its gradient, in one fused pass.
+
+    Segment ``s`` of the atoms (``widths[s]`` consecutive rows of ``W``, ``b``) is a network
+    ``f_s(x) = lse(W_s x + b_s, eps_s)``; returns the losses ``L_s = mean_i (f_s(x_i) −
+    y_i)²`` ``(S,)`` and ``(∂L_s/∂W_s, ∂L_s/∂b_s)`` stacked like ``W`` and ``b``:
+    ``∂L_s/∂b_j = Σ_i g_is π_ij``, ``∂L_s/∂W_j = Σ_i g_is π_ij x_i`` with
+    ``g_is = 2(f_s(x_i) − y_i)/B`` and the Gibbs weights ``π`` (THEORY §0: ``∇_z lse = π``),
+    uniform on the ties at eps = 0. One exp per atom-evaluation (the training step of
+    :func:`hjax.train_sweep`; not differentiable itself). ``vmap`` maps it sequentially.
+    """
+    if not available():
+        raise RuntimeError(f"hjax: the fused CPU kernels are unavailable: {status()}")
+    offsets = np.cumsum((0, *widths)).astype(np.int32)
+    out = (
+        jax.ShapeDtypeStruct((len(widths),), x.dtype),
+        jax.ShapeDtypeStruct(W.shape, x.dtype),
+        jax.ShapeDtypeStruct(b.shape, x.dtype),
+    )
+    call = jax.ffi.ffi_call(
+        f"hjax_packed_mse_{_SUFFIX[jnp.dtype(x.dtype)]}", out, vmap_method="sequential"
+    )
+    return call(x, y, W, b, eps, jnp.asarray(offsets))

@@ -387,6 +387,102 @@ void backprop_rows(const Atoms<T>& a, const T* x, const T* c, int64_t rows, T ep
   }
 }
 
+// Least squares of packed LSE networks (one training step of hjax.train_sweep): segment s
+// holds atoms o_s .. o_{s+1} - 1 with temperature eps_s, f_is = lse_s(x_i),
+// loss_s = mean_i (f_is - y_i)^2 and its gradient in the atoms,
+// dL_s/db_j = sum_i g_is pi_ij, dL_s/dW_j = sum_i g_is pi_ij x_i, g_is = 2 (f_is - y_i) / B.
+// One exp per atom-evaluation: the row's e_j = exp((z_j - m)/eps) stay in L1 between the
+// exp-sum and the accumulation of pi_ij = e_j / S. At eps = 0 pi is uniform on the ties.
+template <int K, class T>
+void packed_mse_rows(const std::vector<Atoms<T>>& segs, const T* x, const T* y, int64_t rows,
+                     const T* eps, T* loss, T* dW, T* db, const int32_t* offsets) {
+  constexpr int V = kLanes<T>;
+  const int64_t k = K > 0 ? K : segs[0].k, n_seg = segs.size();
+  int64_t np_max = 0, work = 0;
+  for (const auto& a : segs) {
+    np_max = std::max(np_max, a.np);
+    work += a.np;
+  }
+  const int threads = available_threads();
+  // Per thread and segment: the atoms' accumulated (db, dW^T) and the sum of squares.
+  std::vector<std::vector<std::vector<T>>> acc(threads);
+  std::vector<std::vector<double>> sq(threads);
+  const int64_t parts = parallel_rows(rows, work, [&](int64_t t, int64_t r0, int64_t r1) {
+    auto& mine = acc[t];
+    mine.resize(n_seg);
+    for (int64_t s = 0; s < n_seg; ++s) mine[s].assign((k + 1) * segs[s].np, T(0));
+    sq[t].assign(n_seg, 0.0);
+    constexpr int R = 4;  // rows accumulated together (each atom's gradient read once)
+    std::vector<T> e(R * np_max);
+    for (int64_t i0 = r0; i0 < r1; i0 += R) {
+      const int tile = int(std::min<int64_t>(R, r1 - i0));
+      for (int64_t s = 0; s < n_seg; ++s) {
+        const Atoms<T>& a = segs[s];
+        const bool hard = !(eps[s] > T(0));
+        const T inv = hard ? T(1) : T(1) / eps[s];
+        T scale[R] = {};
+        for (int r = 0; r < tile; ++r) {
+          const T* xi = x + (i0 + r) * k;
+          T* er = e.data() + r * a.np;
+          Vec<T> mv = splat(kNegInf<T>);
+          for (int64_t j0 = 0; j0 < a.np; j0 += V) {
+            const Vec<T> z = logits<K>(a, xi, j0);
+            store(er + j0, z);
+            mv = z > mv ? z : mv;
+          }
+          const T m = hmax<T>(mv);
+          Vec<T> sv = splat(T(0));
+          for (int64_t j0 = 0; j0 < a.np; j0 += V) {
+            const Vec<T> z = load(er + j0);
+            const Vec<T> w = hard ? ((z == m) & (z > kNegInf<T>) ? splat(T(1)) : splat(T(0)))
+                                  : exp_poly<T>((z - m) * inv);
+            store(er + j0, w);
+            sv += w;
+          }
+          const T S = hsum<T>(sv);
+          const T f = hard || !finite(m) ? m : m + eps[s] * std::log(S);
+          const T res = f - y[i0 + r];
+          sq[t][s] += double(res) * double(res);
+          scale[r] = T(2) * res / (T(rows) * S);
+        }
+        T* ab = mine[s].data();
+        for (int64_t j0 = 0; j0 < a.np; j0 += V) {
+          Vec<T> p[R];
+          Vec<T> psum = splat(T(0));
+          for (int r = 0; r < R; ++r) {
+            p[r] = r < tile ? scale[r] * load(e.data() + r * a.np + j0) : splat(T(0));
+            psum += p[r];
+          }
+          store(ab + j0, load(ab + j0) + psum);
+          for (int64_t c = 0; c < k; ++c) {
+            Vec<T> g = splat(T(0));
+            for (int r = 0; r < tile; ++r) g += p[r] * x[(i0 + r) * k + c];
+            T* aw = ab + (c + 1) * a.np + j0;
+            store(aw, load(aw) + g);
+          }
+        }
+      }
+    }
+  });
+  for (int64_t s = 0; s < n_seg; ++s) {
+    const Atoms<T>& a = segs[s];
+    double total = 0.0;
+    for (int64_t t = 0; t < parts; ++t) total += sq[t][s];
+    loss[s] = T(total / double(rows));
+    for (int64_t j = 0; j < a.n; ++j) {
+      const int64_t row = offsets[s] + j;
+      T sb = T(0);
+      for (int64_t t = 0; t < parts; ++t) sb += acc[t][s][j];
+      db[row] = sb;
+      for (int64_t c = 0; c < k; ++c) {
+        T sw = T(0);
+        for (int64_t t = 0; t < parts; ++t) sw += acc[t][s][(c + 1) * a.np + j];
+        dW[row * k + c] = sw;
+      }
+    }
+  }
+}
+
 // f<K>() for the input dimensions compiled with unrolled loops, else f<0>().
 template <class F>
 ffi::Error by_dimension(int64_t k, F f) {
@@ -450,6 +546,29 @@ ffi::Error BackpropImpl(Buf<D> x, Buf<D> W, Buf<D> b, Buf<D> eps, Buf<D> lse, Bu
   });
 }
 
+template <ffi::DataType D>
+ffi::Error PackedMseImpl(Buf<D> x, Buf<D> y, Buf<D> W, Buf<D> b, Buf<D> eps,
+                         ffi::Buffer<ffi::S32> offsets, Res<D> loss, Res<D> dW, Res<D> db) {
+  using T = ffi::NativeType<D>;
+  const auto xd = x.dimensions(), wd = W.dimensions();
+  const int64_t n_seg = eps.element_count();
+  const int32_t* o = offsets.typed_data();
+  if (xd.size() != 2 || wd.size() != 2 || xd[1] != wd[1] || offsets.element_count() != n_seg + 1 ||
+      o[0] != 0 || o[n_seg] != wd[0])
+    return ffi::Error::InvalidArgument("packed_mse: x (B, k), W (N, k), offsets (S + 1,) 0 .. N");
+  std::vector<Atoms<T>> segs;
+  for (int64_t s = 0; s < n_seg; ++s) {
+    if (o[s + 1] <= o[s]) return ffi::Error::InvalidArgument("packed_mse: an empty segment");
+    segs.emplace_back(W.typed_data() + int64_t(o[s]) * wd[1], b.typed_data() + o[s],
+                      o[s + 1] - o[s], wd[1], kNegInf<T>);
+  }
+  return by_dimension(wd[1], [&](auto K) {
+    packed_mse_rows<K()>(segs, x.typed_data(), y.typed_data(), xd[0], eps.typed_data(),
+                         loss->typed_data(), dW->typed_data(), db->typed_data(), o);
+    return ffi::Error::Success();
+  });
+}
+
 }  // namespace
 
 #define HJAX_ARG(D) .Arg<Buf<D>>()
@@ -469,9 +588,17 @@ ffi::Error BackpropImpl(Buf<D> x, Buf<D> W, Buf<D> b, Buf<D> eps, Buf<D> lse, Bu
   XLA_FFI_DEFINE_HANDLER_SYMBOL(NAME, BackpropImpl<D>, \
                                 ffi::Ffi::Bind() HJAX_ARGS4(D) HJAX_ARG(D) HJAX_ARG(D) HJAX_ARG(D) HJAX_RETS3(D));
 
+// packed_mse(x, y, W, b, eps, offsets) -> (loss, dW, db)
+#define HJAX_PACKED_MSE(NAME, D)                        \
+  XLA_FFI_DEFINE_HANDLER_SYMBOL(NAME, PackedMseImpl<D>,  \
+                                ffi::Ffi::Bind() HJAX_ARGS4(D) HJAX_ARG(D)   \
+                                    .Arg<ffi::Buffer<ffi::S32>>() HJAX_RETS3(D));
+
 HJAX_LSE(hjax_lse_f32, ffi::F32)
 HJAX_LSE(hjax_lse_f64, ffi::F64)
 HJAX_CONTRACT(hjax_contract_f32, ffi::F32)
 HJAX_CONTRACT(hjax_contract_f64, ffi::F64)
 HJAX_BACKPROP(hjax_backprop_f32, ffi::F32)
 HJAX_BACKPROP(hjax_backprop_f64, ffi::F64)
+HJAX_PACKED_MSE(hjax_packed_mse_f32, ffi::F32)
+HJAX_PACKED_MSE(hjax_packed_mse_f64, ffi::F64)
