@@ -258,3 +258,26 @@ def test_train_sweep_with_and_without_the_fused_kernel(monkeypatch):
     fused = run()
     monkeypatch.setattr(_native, "usable", lambda dtype: False)
     _close(fused, run(), 1e-10)
+
+
+def test_sweep_values_and_gradients_agree_with_the_xla_kernels(monkeypatch):
+    """hopf_cole_sweep (masked log-weights, a metric, eps = 0 and small eps, several widths)
+    with the fused kernel and with the XLA kernels: values and gradients in (y, g, log_w)."""
+    rng = np.random.default_rng(7)
+    x = jnp.asarray(rng.standard_normal((70, 2)))
+    y = jnp.asarray(rng.standard_normal((90, 2)))
+    g = jnp.asarray(rng.standard_normal(90))
+    log_w = jnp.log(jnp.asarray(rng.uniform(0.1, 1.0, 90))).at[5].set(-jnp.inf)
+    A = jnp.asarray([[1.5, 0.2], [0.2, 0.8]])
+    eps = jnp.asarray([0.0, 1e-3, 0.1, 1.0])
+
+    def run():
+        def f(y, g, log_w):
+            u = hjax.hopf_cole_sweep(x, y, g, 0.7, eps, (4, 30, 90), log_w=log_w, A=A)
+            return jnp.sum(jnp.sin(u))
+
+        return jax.value_and_grad(f, (0, 1, 2))(y, g, log_w)
+
+    fused = run()
+    monkeypatch.setattr(_native, "usable", lambda dtype: False)
+    _close(fused, run(), 1e-10)

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from conftest import raises_naming, run_two_processes
 
+from hjax import _native
 from hjax import sweep as sweep_module
 from hjax.hopf_cole import hopf_cole, hopf_lax
 from hjax.sweep import _spread_limit, hopf_cole_sweep
@@ -93,11 +94,17 @@ def swept():
     return {name: np.asarray(_sweep(config)) for name, config in CONFIGS.items()}
 
 
+@pytest.mark.parametrize("fused", [True, False], ids=["fused", "xla"])
 @pytest.mark.parametrize("name", list(CONFIGS))
-def test_matches_brute_force(swept, name):
-    """Every (eps, width, point) against an explicit NumPy loop, eps = 0 included."""
+def test_matches_brute_force(swept, name, fused, monkeypatch):
+    """Every (eps, width, point) against an explicit NumPy loop, eps = 0 included; with the
+    fused CPU kernel (where it is usable) and with the XLA kernels (GPU/TPU, no compiler)."""
     config = CONFIGS[name]
-    u = swept[name]
+    if fused:
+        u = swept[name]
+    else:
+        monkeypatch.setattr(_native, "usable", lambda dtype: False)
+        u = np.asarray(_sweep(config))
     assert u.shape == (len(EPS), len(WIDTHS), P)
     ref = brute_force(
         X,
@@ -177,7 +184,7 @@ def test_vmap_over_eps_path_equals_loop_path(swept, monkeypatch):
     np.testing.assert_allclose(u, swept["all_options"], rtol=0, atol=1e-14)
 
 
-def test_large_log_weight_spread_falls_back_to_the_per_eps_shift():
+def test_large_log_weight_spread_falls_back_to_the_per_eps_shift(monkeypatch):
     """Log-weights spread beyond the shared-shift limit inside a segment: still exact.
 
     Even atoms are cheap but weigh e^-800, odd atoms weigh 1. The eps-independent shift
@@ -185,8 +192,9 @@ def test_large_log_weight_spread_falls_back_to_the_per_eps_shift():
     the sum underflows to 0, the segment silently drops out of the prefix and u is wrong
     (shown below by forcing that kernel). The sweep sees the spread and uses the per-eps
     max shift of hjax.lse instead — eagerly for concrete log_w, and by lax.cond at run
-    time for traced log_w.
+    time for traced log_w. (The XLA kernels: the fused CPU kernel tilts every eps exactly.)
     """
+    monkeypatch.setattr(_native, "usable", lambda dtype: False)
     log_w = np.where(np.arange(N) % 2 == 0, -800.0, 0.0)
     assert 800.0 > _spread_limit(np.float64)
     g = G - 5.0 * (np.arange(N) % 2 == 0)
