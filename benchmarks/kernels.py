@@ -22,9 +22,9 @@ float32, runs in a fresh subprocess that reports its peak resident set size
 of a forked child and so only bounds the peak from above) and that of importing jax and
 hjax alone.
 
-On the CPU ``hopf_cole`` and ``lse_layer`` run the fused kernels of :mod:`hjax._native`
-(``hopf_lax`` and ``hopf_cole_sweep`` the blocked XLA kernels); the report says whether they
-were available (``HJAX_NATIVE=0`` measures the XLA kernels instead).
+On the CPU every kernel here runs the fused kernels of :mod:`hjax._native` (``hopf_lax``
+their eps = 0 branch); the report says whether they were available (``HJAX_NATIVE=0``
+measures the blocked XLA kernels instead).
 
 Targets (issue 8, item 1): forward ≥ 0.5 of the ``exp`` limit and value+gradient ≥ 0.25
 for ``B, N ≥ 1024`` (float32), peak RSS ≤ 2 GB for the memory case; each is reported as

@@ -59,7 +59,8 @@ goes through the same code, and the custom JVPs of :func:`lse_last` and
 but it cannot be differentiated in forward mode, which the eps-derivatives need.)
 
 **Fused CPU kernels.** On the CPU, for float32/float64 batches of more than one block,
-:func:`hj_lse` and :func:`affine_lse` (the values of ``hopf_cole`` and ``lse_layer``) call
+:func:`hj_lse`, :func:`hj_max` and :func:`affine_lse` (the values of ``hopf_cole``,
+``hopf_lax`` and ``lse_layer``) call
 the primitives of :mod:`hjax._native` instead: the same expanded-form logits, one pass per
 query row, and first derivatives (forward and reverse) from fused kernels that reuse the
 log-sum-exp; their rules cover every transformation (module docstring there). Elsewhere
@@ -311,6 +312,17 @@ def hj_lse(
     x_c = whiten(chol, x).reshape(-1, x.shape[-1]) - centre
     value = _native.affine_lse(x_c, y_t.T, tilt(bias, eps, log_w), eps)
     return (value - jnp.sum(x_c * x_c, axis=-1) / (2 * t)).reshape(x.shape[:-1])
+
+
+def hj_max(x: Array, y: Array, g: Array, t: Array, chol: Array | None) -> Array:
+    r"""``max_j z_j(x) = −min_j [c_t(x, y_j) + g_j]``, shape ``(*batch,)`` (Hopf–Lax, Thm 5.1).
+
+    A max of the logits, no exp: block by block with ``jnp.max`` (whose derivative averages
+    over ties), or on the CPU the fused kernel's eps = 0 branch (the same derivative).
+    """
+    if _is_one_block(x, y.shape[0]) or not _native.usable(x.dtype):
+        return hj_reduce(lambda z: jnp.max(z, axis=-1), x, y, g, t, chol)
+    return hj_lse(x, y, g, t, jnp.zeros((), x.dtype), chol, None)
 
 
 def hj_gibbs(

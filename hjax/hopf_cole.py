@@ -206,8 +206,9 @@ def hopf_lax(
     r"""Hopf–Lax (tropical, eps = 0) solution ``min_j [c_t(x, y_j) + g_j]`` (Thm 5.1).
 
     The inviscid limit of :func:`hopf_cole`: a max-plus inner product / min-plus
-    convolution of g with the transport cost. Computed with a plain ``min``,
-    independently of the log-sum-exp kernel.
+    convolution of g with the transport cost. Computed with a plain ``min``, no exp (on the
+    CPU, for large batches, by the fused kernel's eps = 0 branch); its gradient averages
+    over tied minimisers.
 
     Example:
         >>> import jax.numpy as jnp
@@ -217,7 +218,7 @@ def hopf_lax(
     """
     x, y, g, t, chol, _, _, _ = _prepare(x, y, g, t, A)
     # min_j [c_t + g_j] = −max_j z_j of the logits z = −(c_t + g), exactly (negation).
-    return _kernels.hj_reduce(lambda z: -jnp.max(z, axis=-1), x, y, g, t, chol)
+    return -_kernels.hj_max(x, y, g, t, chol)
 
 
 def hopf_cole_grad(

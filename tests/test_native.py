@@ -187,6 +187,26 @@ def test_public_functions_agree_with_the_xla_kernels(monkeypatch):
     _close(native, run(), 1e-11)
 
 
+def test_hopf_lax_with_exact_ties_agrees_with_the_xla_kernels(monkeypatch):
+    """hopf_lax through the fused kernel's eps = 0 branch against the blocked jnp.max:
+    values and gradients in (x, y, g), with atoms tied for every query (the gradient is
+    averaged over the tie, as jnp.max's)."""
+    rng = np.random.default_rng(4)
+    x = jnp.asarray(rng.standard_normal((400, 2)))
+    y = jnp.asarray(rng.standard_normal((300, 2)))
+    y = y.at[1].set(y[0]).at[2].set(y[0])  # a triple of atoms at one point
+    g = jnp.asarray(rng.standard_normal(300)).at[:3].set(-50.0)  # the minimiser everywhere
+
+    def run():
+        f = lambda x, y, g: jnp.sum(jnp.cos(hjax.hopf_lax(x, y, g, 0.7)))  # noqa: E731
+        return jax.value_and_grad(f, (0, 1, 2))(x, y, g)
+
+    native = run()
+    np.testing.assert_array_equal(native[1][2][:3], native[1][2][0])  # shared equally
+    monkeypatch.setattr(_native, "usable", lambda dtype: False)
+    _close(native, run(), 1e-12)
+
+
 def test_without_a_compiler_it_warns_and_keeps_the_xla_kernels(tmp_path):
     script = (
         "import warnings, jax, jax.numpy as jnp, numpy as np\n"

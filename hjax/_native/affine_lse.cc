@@ -195,16 +195,19 @@ void lse_rows(const Atoms<T>& a, const T* x, int64_t rows, T eps, bool entropy, 
   constexpr int V = kLanes<T>;
   const bool hard = !(eps > T(0));
   const T inv = hard ? T(1) : T(1) / eps;
-  constexpr int R = 4;  // rows whose logits are formed together (the atoms read once)
+  // Rows whose logits are formed together (each block of atoms read once for them), as
+  // many as keep their logits within 32 KiB (L1), at most R.
+  constexpr int R = 4;
+  const int64_t per_tile = std::clamp<int64_t>((32 << 10) / (a.np * sizeof(T)), 1, R);
   parallel_rows(rows, a.np, [&](int64_t, int64_t r0, int64_t r1) {
-    std::vector<T> zrows(R * a.np);
+    std::vector<T> zrows(per_tile * a.np);
     T row_m[R];
     for (int64_t i = r0; i < r1; ++i) {
-      const int64_t q = (i - r0) % R;
+      const int64_t q = (i - r0) % per_tile;
       if (q == 0) {
-        // Logits and maxima of rows i .. i + R - 1 (fewer at the end), atoms in the outer
-        // loop so that each block of atoms is read from memory once for the R rows.
-        const int64_t tile = std::min<int64_t>(R, r1 - i);
+        // Logits and maxima of rows i .. i + per_tile - 1 (fewer at the end), atoms in the
+        // outer loop.
+        const int64_t tile = std::min<int64_t>(per_tile, r1 - i);
         Vec<T> mv[R];
         for (int r = 0; r < R; ++r) mv[r] = splat(kNegInf<T>);
         for (int64_t j0 = 0; j0 < a.np; j0 += V) {
