@@ -30,7 +30,9 @@ eps = 0, Thm 5.1), many widths ``n`` (claim (iii), N → ∞) and many query poi
   the eps loop): the cost matrix of a chunk is the largest array, computed as one matrix
   product (no ``chunk × N × d`` differences), with at most ``E × chunk × N`` in flight
   where XLA vectorizes over eps. Reverse mode recomputes each chunk (``jax.checkpoint``)
-  instead of storing it.
+  instead of storing it. On the CPU the segments come from the fused kernels of
+  :mod:`hjax._native` (per eps and segment, log-weights tilted exactly, no cost matrix
+  held at all), and by default all points form one chunk.
 * **Sharded.** ``sharded=True`` splits the point axis over this process's devices with
   :func:`jax.shard_map` on a one-axis :class:`jax.sharding.Mesh`; each device runs the
   same per-point computation, so the result equals the single-device one.
@@ -383,7 +385,8 @@ def hopf_cole_sweep(
         renormalize_prefix: width n gets ``log_w + log(N/n)``.
         point_chunk: evaluate at most this many points at a time (per device); memory
             grows like ``point_chunk · N`` (up to ``E · point_chunk · N`` where XLA
-            vectorizes over eps). ``None``: cache-sized chunks
+            vectorizes over eps). ``None``: with the fused CPU kernels all points at once
+            (they hold ``O(points)`` per call), else cache-sized chunks
             (:func:`hjax._kernels.block_rows` of the widest prefix).
         sharded: split the point axis over this process's devices
             (``jax.local_devices()``: all of them in a single-process run), padding it to
@@ -446,8 +449,11 @@ def hopf_cole_sweep(
     n_dev = 1 if devices is None else len(devices)
     n_points = x.shape[0]
     per_device = -(-n_points // n_dev)
-    if chunk is None:
-        chunk = -(-per_device // _PROGRESS_CHUNKS) if progress else _kernels.block_rows(n_max)
+    if chunk is None and progress:
+        chunk = -(-per_device // _PROGRESS_CHUNKS)
+    elif chunk is None:
+        # The fused kernel holds O(points) per call: one chunk; else cache-sized chunks.
+        chunk = per_device if _native.usable(dtype) else _kernels.block_rows(n_max)
     chunk = min(chunk, per_device)
     n_chunks = -(-per_device // chunk)
     padded = n_dev * n_chunks * chunk
