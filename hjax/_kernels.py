@@ -58,11 +58,11 @@ goes through the same code, and the custom JVPs of :func:`lse_last` and
 ``custom_vjp`` would have allowed a backward pass that reuses the forward's log-sum-exp,
 but it cannot be differentiated in forward mode, which the eps-derivatives need.)
 
-**Fused CPU kernels.** On the CPU, for float32/float64 batches of more than one block,
-:func:`hj_lse`, :func:`hj_max` and :func:`affine_lse` (the values of ``hopf_cole``,
-``hopf_lax`` and ``lse_layer``) call
-the primitives of :mod:`hjax._native` instead: the same expanded-form logits, one pass per
-query row, and first derivatives (forward and reverse) from fused kernels that reuse the
+**Fused CPU kernels.** On the CPU, for float32/float64 batches above the direct size
+(``B · N > 2^16``), :func:`hj_lse`, :func:`hj_max` and :func:`affine_lse` (the values of
+``hopf_cole``, ``hopf_lax`` and ``lse_layer``) call the primitives of :mod:`hjax._native`
+instead: the same expanded-form logits, an online log-sum-exp over L1-sized blocks of
+atoms, and first derivatives (forward and reverse) from fused kernels that reuse the
 log-sum-exp; their rules cover every transformation (module docstring there). Elsewhere
 (GPU/TPU, no compiler, other dtypes) the blocked XLA path above is used.
 """
@@ -481,7 +481,7 @@ def affine_reduce(reduce, x: Array, W: Array, b: Array, *row_args):
 def affine_lse(x: Array, W: Array, b: Array, eps: Array) -> Array:
     r"""``lse(Wx + b, eps)`` of queries ``(*batch, d)``: :func:`lse_last` of
     :func:`affine_logits`, by the fused CPU kernel (:mod:`hjax._native`) where it is usable
-    and the batch is more than one block, else block by block (:func:`affine_reduce`)."""
+    and the batch is above the direct size, else block by block (:func:`affine_reduce`)."""
     if _is_one_block(x, W.shape[0]) or not _native.usable(x.dtype):
         return affine_reduce(lambda z: lse_last(z, eps), x, W, b)
     flat = x.reshape(-1, x.shape[-1])

@@ -10,8 +10,9 @@ for ``x`` ``(B, k)``, ``W`` ``(N, k)``, ``b`` ``(N,)`` (``b_j = -inf`` masks ato
 ``W = ỹ/t``, ``b = −|ỹ|²/(2t) − g``, of the Hopf–Cole solution (Thm 4.1; the row term
 ``−|x̃|²/(2t)`` is added outside). XLA:CPU needs a pass over a block of logits for the max
 and another for the exp-sum, each costing about as much as the exps, and reverse mode
-several more; ``affine_lse.cc`` forms the logits in registers, keeps the row's logits in L1
-between the max and the exp-sum, and its backward reuses the forward's log-sum-exp
+several more; ``affine_lse.cc`` takes the atoms in L1-sized blocks, forms the logits in
+registers, sums the exps against a running max (online log-sum-exp), and its backward
+reuses the forward's log-sum-exp
 (``π_ij = e^{(z_ij − lse_i)/eps}``, no max pass). Memory is ``O(B·k + N·k·cores)`` in every
 mode.
 

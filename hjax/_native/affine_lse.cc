@@ -1,15 +1,19 @@
 // Fused CPU kernels for the affine log-sum-exp  lse_i = eps log sum_j exp((x_i . W_j + b_j) / eps)
 // and its first derivatives (THEORY.md §0-§3; Thm 3.1 at eps = 0), as XLA FFI handlers.
 //
-// One pass per block of atoms forms the logits in registers and keeps the running max; a
-// second pass over the block's logits (still in L1) sums the exps. The backward kernels
-// reuse the forward's log-sum-exp: pi_ij = exp((z_ij - lse_i) / eps) needs no max pass.
+// The atoms are taken in blocks that stay in L1 while every row of a thread passes over
+// them. Per row and block, one pass forms the logits in registers and their max, a second
+// pass over them (in L1) sums the exps against the row's running max, rescaled when a
+// block raises it (online log-sum-exp). The backward kernels reuse the forward's
+// log-sum-exp, kept with its rounding error: pi_ij = exp((z_ij - lse_i - lo_i) / eps)
+// needs no max pass. A fourth kernel is the least-squares training step of packed LSE
+// networks (one exp per atom-evaluation).
 // Masked atoms have b_j = -inf. At eps = 0 the weights are the argmax indicator averaged
 // over ties (the logits are recomputed bit-identically by the same code, so the ties the
 // forward saw are the ties the backward sees). Rows are split over threads; atoms are
 // padded to a multiple of the vector width with b = -inf (they contribute nothing).
 //
-// Python side: hjax/_native/__init__.py (build, load, primitives and their rules).
+// Python side: hjax/_native/__init__.py (build, load) and _primitives.py (the rules).
 
 #include <algorithm>
 #include <cmath>
@@ -183,78 +187,6 @@ inline bool finite(T v) {
   return v > kNegInf<T> && v < -kNegInf<T>;
 }
 
-// lse_i = m_i + eps log S_i rounded, its rounding error lo_i (TwoSum, so that lse_i + lo_i
-// carries the log-sum-exp to twice the working precision: the weights exp((z - lse)/eps)
-// of the backward would otherwise be off by ulp(lse)/eps, e.g. 2e-3 in float32 at
-// |lse| = 20, eps = 1e-3), and, if wanted, the entropy
-// H_i = -sum_j pi_ij log pi_ij = log S - sum_j e_j s_j / S (s_j = (z_j - m)/eps,
-// e_j = exp(s_j), S = sum_j e_j); log(#ties) at eps = 0.
-template <int K, class T>
-void lse_rows(const Atoms<T>& a, const T* x, int64_t rows, T eps, bool entropy, T* lse, T* lo,
-              T* ent) {
-  constexpr int V = kLanes<T>;
-  const bool hard = !(eps > T(0));
-  const T inv = hard ? T(1) : T(1) / eps;
-  // Rows whose logits are formed together (each block of atoms read once for them), as
-  // many as keep their logits within 32 KiB (L1), at most R.
-  constexpr int R = 4;
-  const int64_t per_tile = std::clamp<int64_t>((32 << 10) / (a.np * sizeof(T)), 1, R);
-  parallel_rows(rows, a.np, [&](int64_t, int64_t r0, int64_t r1) {
-    std::vector<T> zrows(per_tile * a.np);
-    T row_m[R];
-    for (int64_t i = r0; i < r1; ++i) {
-      const int64_t q = (i - r0) % per_tile;
-      if (q == 0) {
-        // Logits and maxima of rows i .. i + per_tile - 1 (fewer at the end), atoms in the
-        // outer loop.
-        const int64_t tile = std::min<int64_t>(per_tile, r1 - i);
-        Vec<T> mv[R];
-        for (int r = 0; r < R; ++r) mv[r] = splat(kNegInf<T>);
-        for (int64_t j0 = 0; j0 < a.np; j0 += V) {
-          for (int r = 0; r < tile; ++r) {
-            const Vec<T> z = logits<K>(a, x + (i + r) * a.k, j0);
-            store(zrows.data() + r * a.np + j0, z);
-            mv[r] = z > mv[r] ? z : mv[r];
-          }
-        }
-        for (int r = 0; r < R; ++r) row_m[r] = hmax<T>(mv[r]);
-      }
-      const T* zrow_ptr = zrows.data() + q * a.np;
-      const T m = row_m[q];
-      T h = T(0);
-      lo[i] = T(0);
-      if (hard || !finite(m)) {
-        lse[i] = m;
-        if (hard && entropy && m > kNegInf<T>) {
-          int64_t ties = 0;
-          for (int64_t j = 0; j < a.np; ++j) ties += zrow_ptr[j] == m;
-          h = std::log(T(ties));
-        }
-      } else {
-        Vec<T> sv = splat(T(0)), tv = splat(T(0));
-        if (entropy) {
-          for (int64_t j0 = 0; j0 < a.np; j0 += V) {
-            const Vec<T> s = (load(zrow_ptr + j0) - m) * inv;
-            const Vec<T> e = exp_poly<T>(s);
-            sv += e;
-            tv += e > T(0) ? e * s : splat(T(0));
-          }
-        } else {
-          for (int64_t j0 = 0; j0 < a.np; j0 += V)
-            sv += exp_poly<T>((load(zrow_ptr + j0) - m) * inv);
-        }
-        const T S = hsum<T>(sv);
-        const T r = eps * std::log(S);
-        const T sum = m + r, back = sum - m;  // TwoSum(m, r)
-        lse[i] = sum;
-        lo[i] = (m - (sum - back)) + (r - back);
-        h = std::log(S) - hsum<T>(tv) / S;
-      }
-      if (entropy) ent[i] = h;
-    }
-  });
-}
-
 // Ties of the row's max at eps = 0 (the forward's lse), counted on the recomputed logits.
 template <int K, class T>
 inline int64_t tie_count(const Atoms<T>& a, const T* x, T lse) {
@@ -265,6 +197,89 @@ inline int64_t tie_count(const Atoms<T>& a, const T* x, T lse) {
   }
   return count;
 }
+
+// lse_i = m_i + eps log S_i rounded, its rounding error lo_i (TwoSum, so that lse_i + lo_i
+// carries the log-sum-exp to twice the working precision: the weights exp((z - lse)/eps)
+// of the backward would otherwise be off by ulp(lse)/eps, e.g. 2e-3 in float32 at
+// |lse| = 20, eps = 1e-3), and, if wanted, the entropy
+// H_i = -sum_j pi_ij log pi_ij = log S - sum_j e_j s_j / S (s_j = (z_j - m)/eps,
+// e_j = exp(s_j), S = sum_j e_j); log(#ties) at eps = 0.
+template <int K, class T>
+void lse_rows(const Atoms<T>& a, const T* x, int64_t rows, T eps, bool entropy, T* lse, T* lo,
+              T* ent) {
+  constexpr int V = kLanes<T>;
+  // Atoms per block: the block's atoms (k + 1 vectors per V atoms) stay in L1 while every
+  // row of the thread passes over them; a row's running max and sum are rescaled when a
+  // block raises its max (one scalar exp per row and block).
+  constexpr int64_t kBlock = 16 * V;
+  const bool hard = !(eps > T(0));
+  const T inv = hard ? T(1) : T(1) / eps;
+  parallel_rows(rows, a.np, [&](int64_t, int64_t r0, int64_t r1) {
+    if (hard) {  // eps = 0: the max, and log(#ties) for the entropy
+      for (int64_t i = r0; i < r1; ++i) {
+        const T* xi = x + i * a.k;
+        Vec<T> mv = splat(kNegInf<T>);
+        for (int64_t j0 = 0; j0 < a.np; j0 += V) {
+          const Vec<T> z = logits<K>(a, xi, j0);
+          mv = z > mv ? z : mv;
+        }
+        const T m = hmax<T>(mv);
+        lse[i] = m;
+        lo[i] = T(0);
+        if (entropy) ent[i] = m > kNegInf<T> ? std::log(T(tie_count<K>(a, xi, m))) : T(0);
+      }
+      return;
+    }
+    const int64_t n = r1 - r0;
+    std::vector<T> m(n, kNegInf<T>), S(n, T(0)), E(n, T(0));  // E = sum_j e_j s_j
+    alignas(64) T zbuf[kBlock];
+    for (int64_t jb = 0; jb < a.np; jb += kBlock) {
+      const int64_t je = std::min(a.np, jb + kBlock);
+      for (int64_t q = 0; q < n; ++q) {
+        const T* xi = x + (r0 + q) * a.k;
+        Vec<T> mv = splat(kNegInf<T>);
+        for (int64_t j0 = jb; j0 < je; j0 += V) {
+          const Vec<T> z = logits<K>(a, xi, j0);
+          store(zbuf + (j0 - jb), z);
+          mv = z > mv ? z : mv;
+        }
+        const T bm = hmax<T>(mv);
+        if (!(bm > kNegInf<T>)) continue;  // every atom of the block masked
+        const T m_new = std::max(m[q], bm);
+        if (m_new > m[q] && S[q] > T(0)) {  // rescale to the new max
+          const T shift = (m[q] - m_new) * inv, factor = std::exp(shift);
+          E[q] = factor * (E[q] + S[q] * shift);
+          S[q] *= factor;
+        }
+        m[q] = m_new;
+        Vec<T> sv = splat(T(0)), tv = splat(T(0));
+        for (int64_t j0 = jb; j0 < je; j0 += V) {
+          const Vec<T> s = (load(zbuf + (j0 - jb)) - m_new) * inv;
+          const Vec<T> e = exp_poly<T>(s);
+          sv += e;
+          if (entropy) tv += e > T(0) ? e * s : splat(T(0));
+        }
+        S[q] += hsum<T>(sv);
+        if (entropy) E[q] += hsum<T>(tv);
+      }
+    }
+    for (int64_t q = 0; q < n; ++q) {
+      const int64_t i = r0 + q;
+      lo[i] = T(0);
+      if (!finite(m[q])) {
+        lse[i] = m[q];
+        if (entropy) ent[i] = T(0);
+        continue;
+      }
+      const T r = eps * std::log(S[q]);
+      const T sum = m[q] + r, back = sum - m[q];  // TwoSum(m, r)
+      lse[i] = sum;
+      lo[i] = (m[q] - (sum - back)) + (r - back);
+      if (entropy) ent[i] = std::log(S[q]) - E[q] / S[q];
+    }
+  });
+}
+
 
 // Gibbs weights of the atoms j0 .. (times `scale`): exp((z - lse - lo)/eps), z - lse first
 // (exact where the weight matters), or at eps = 0 the indicator of the ties of lse; 0 on
@@ -312,36 +327,30 @@ void contract_rows(const Atoms<T>& a, const Atoms<T>& da, const T* x, const T* d
   });
 }
 
-// Rows i0 .. i0 + R - 1 of backprop_rows: the atoms' logits are loaded once for the R rows
-// and their cotangents accumulated once, into this thread's aw (dW, transposed) and ab.
+// Rows i0 .. i0 + R - 1 of backprop_rows over the atoms jb .. je - 1: the atoms' logits
+// are loaded once for the R rows and their cotangents accumulated once, into this thread's
+// aw (dW, transposed) and ab; dx is accumulated. scale, target, low: per row, the weights'
+// factor (0 for a row that contributes nothing), the lse they are taken against and its
+// rounding error.
 template <int K, int R, class T>
-inline void backprop_tile(const Atoms<T>& a, const T* x, const T* c, const T* lse, const T* lo,
-                          int64_t i0,
-                          bool hard, T inv, T* dx, T* aw, T* ab) {
+inline void backprop_tile(const Atoms<T>& a, const T* x, const T* scale, const T* target,
+                          const T* low, int64_t i0, int64_t jb, int64_t je, bool hard, T inv,
+                          T* dx, T* aw, T* ab) {
   constexpr int V = kLanes<T>;
   constexpr int KR = R * (K > 0 ? K : 1);
   const int64_t k = K > 0 ? K : a.k, np = a.np;
   const T* xr[R];
-  T scale[R], target[R], low[R];
-  for (int r = 0; r < R; ++r) {
-    xr[r] = x + (i0 + r) * k;
-    scale[r] = row_scale<K>(a, xr[r], c[i0 + r], lse[i0 + r], hard);
-    // A row that contributes nothing gets weights exactly 0: exp(z - inf) = 0 for eps > 0,
-    // and at eps = 0 no logit ties with NaN.
-    const bool dead = scale[r] == T(0);
-    const T nothing = hard ? std::numeric_limits<T>::quiet_NaN() : -kNegInf<T>;
-    target[r] = dead ? nothing : lse[i0 + r];
-    low[r] = dead ? T(0) : lo[i0 + r];
-  }
+  for (int r = 0; r < R; ++r) xr[r] = x + (i0 + r) * k;
   Vec<T> local[KR];
   std::vector<Vec<T>> heap(K > 0 ? 0 : R * k);
   Vec<T>* dxv = K > 0 ? local : heap.data();
   for (int64_t q = 0; q < R * k; ++q) dxv[q] = splat(T(0));
-  for (int64_t j0 = 0; j0 < np; j0 += V) {
+  for (int64_t j0 = jb; j0 < je; j0 += V) {
     Vec<T> p[R];
     Vec<T> psum = splat(T(0));
     for (int r = 0; r < R; ++r) {
-      p[r] = weights(logits<K>(a, xr[r], j0), target[r], low[r], inv, hard, scale[r]);
+      const Vec<T> z = logits<K>(a, xr[r], j0);
+      p[r] = weights(z, target[i0 + r], low[i0 + r], inv, hard, scale[i0 + r]);
       psum += p[r];
     }
     store(ab + j0, load(ab + j0) + psum);
@@ -355,28 +364,47 @@ inline void backprop_tile(const Atoms<T>& a, const T* x, const T* c, const T* ls
     }
   }
   for (int r = 0; r < R; ++r)
-    for (int64_t cc = 0; cc < k; ++cc) dx[(i0 + r) * k + cc] = hsum<T>(dxv[r * k + cc]);
+    for (int64_t cc = 0; cc < k; ++cc) dx[(i0 + r) * k + cc] += hsum<T>(dxv[r * k + cc]);
 }
 
 // The transpose of contract_rows in (dx, dW, db) for cotangents c_i:
 // dx_i = c_i sum_j pi_ij W_j, dW_j = sum_i c_i pi_ij x_i, db_j = sum_i c_i pi_ij.
+// Atoms in blocks that stay in L1 while every row of the thread passes over them.
 template <int K, class T>
 void backprop_rows(const Atoms<T>& a, const T* x, const T* c, int64_t rows, T eps, const T* lse,
                    const T* lo, T* dx, T* dW, T* db) {
-  constexpr int R = 4;
+  constexpr int R = 4;  // rows per tile (R = 2 for K = 8, to keep dx in registers: slower)
+  constexpr int64_t kBlock = 16 * kLanes<T>;
   const bool hard = !(eps > T(0));
   const T inv = hard ? T(1) : T(1) / eps;
   const int64_t k = K > 0 ? K : a.k, np = a.np;
+  std::fill(dx, dx + rows * k, T(0));
+  std::vector<T> scale(rows), target(rows), low(rows);
   std::vector<std::vector<T>> acc_w(available_threads()), acc_b(available_threads());
   const int64_t parts = parallel_rows(rows, np, [&](int64_t t, int64_t r0, int64_t r1) {
+    for (int64_t i = r0; i < r1; ++i) {
+      scale[i] = row_scale<K>(a, x + i * k, c[i], lse[i], hard);
+      // A row that contributes nothing gets weights exactly 0: exp(z - inf) = 0 for
+      // eps > 0, and at eps = 0 no logit ties with NaN.
+      const bool dead = scale[i] == T(0);
+      const T nothing = hard ? std::numeric_limits<T>::quiet_NaN() : -kNegInf<T>;
+      target[i] = dead ? nothing : lse[i];
+      low[i] = dead ? T(0) : lo[i];
+    }
     std::vector<T>& aw = acc_w[t];
     std::vector<T>& ab = acc_b[t];
     aw.assign(k * np, T(0));
     ab.assign(np, T(0));
-    int64_t i = r0;
-    for (; i + R <= r1; i += R)
-      backprop_tile<K, R>(a, x, c, lse, lo, i, hard, inv, dx, aw.data(), ab.data());
-    for (; i < r1; ++i) backprop_tile<K, 1>(a, x, c, lse, lo, i, hard, inv, dx, aw.data(), ab.data());
+    for (int64_t jb = 0; jb < np; jb += kBlock) {
+      const int64_t je = std::min(np, jb + kBlock);
+      int64_t i = r0;
+      for (; i + R <= r1; i += R)
+        backprop_tile<K, R>(a, x, scale.data(), target.data(), low.data(), i, jb, je, hard, inv,
+                            dx, aw.data(), ab.data());
+      for (; i < r1; ++i)
+        backprop_tile<K, 1>(a, x, scale.data(), target.data(), low.data(), i, jb, je, hard, inv,
+                            dx, aw.data(), ab.data());
+    }
   });
   for (int64_t j = 0; j < a.n; ++j) {
     T sb = T(0);
