@@ -80,7 +80,7 @@ def test_forward_mode_in_every_argument():
 
 
 def test_second_order_hessian_and_reverse_over_reverse():
-    x, W, b = _problem(12, 40, 2)
+    x, W, b = _problem(6, 16, 2)
     eps = jnp.asarray(0.3)
     for argnums in [(0, 3), (1, 2)]:
         got = jax.hessian(_loss(_native.affine_lse), argnums)(x, W, b, eps)

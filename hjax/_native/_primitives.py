@@ -13,6 +13,7 @@ import jax.numpy as jnp
 from jax.extend.core import Primitive
 from jax.interpreters import ad, batching, mlir
 
+from .. import _kernels
 from .._types import Array
 from . import _SUFFIX, available, status
 
@@ -24,26 +25,22 @@ from . import _SUFFIX, available, status
 def _weights(z: Array, eps: Array, lse: Array, lo: Array) -> Array:
     """``π_ij = e^{(z_ij − lse_i − lo_i)/eps}`` (eps > 0), ties of ``lse_i`` (eps = 0), 0 on
     rows with ``lse_i = ±inf``; ``z`` ``(rows, N)``, ``lse`` and ``lo`` ``(rows,)``."""
-    from .._kernels import _nonzero, safe
-
     lse, lo = lse[:, None], lo[:, None]
     live = jnp.isfinite(lse) & (z > -jnp.inf)  # never -inf / eps: its eps-tangent is NaN
     shifted = jnp.where(live, (z - jnp.where(live, lse, 0)) - lo, 0)
-    soft = jnp.where(live, jnp.exp(shifted / safe(eps)), 0)
+    soft = jnp.where(live, jnp.exp(shifted / _kernels.safe(eps)), 0)
     ties = ((z == lse) & live).astype(z.dtype)
-    hard = ties / _nonzero(jnp.sum(ties, axis=-1, keepdims=True))
+    hard = ties / _kernels._nonzero(jnp.sum(ties, axis=-1, keepdims=True))
     return jnp.where(eps > 0, soft, hard)
 
 
 def _xla_contract(x, W, b, eps, lse, lo, dx, dW, db):
-    from .._kernels import affine_reduce
-
     def reduce(z, x_r, lse_r, lo_r, dx_r):
         pi = _weights(z, eps, lse_r, lo_r)
         dz = dx_r @ W.T + x_r @ dW.T + db
         return jnp.sum(jnp.where(pi > 0, pi * dz, 0), axis=-1)
 
-    return affine_reduce(reduce, x, W, b, x, lse, lo, dx)
+    return _kernels.affine_reduce(reduce, x, W, b, x, lse, lo, dx)
 
 
 def _xla_backprop(x, W, b, eps, lse, lo, c):
@@ -53,9 +50,10 @@ def _xla_backprop(x, W, b, eps, lse, lo, c):
 
 
 def _xla_lse_entropy(x, W, b, eps):
-    from .._kernels import affine_reduce, entropy_last, gibbs_last, lse_last
+    def reduce(z):
+        return _kernels.lse_last(z, eps), _kernels.entropy_last(_kernels.gibbs_last(z, eps))
 
-    return affine_reduce(lambda z: (lse_last(z, eps), entropy_last(gibbs_last(z, eps))), x, W, b)
+    return _kernels.affine_reduce(reduce, x, W, b)
 
 
 # --------------------------------------------------------------------------------------
