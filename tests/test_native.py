@@ -63,8 +63,8 @@ def test_value_and_gradients_match_brute_force(B, N, k, eps):
     e = jnp.asarray(eps)
     _close(_native.affine_lse(x, W, b, e), _reference(x, W, b, e), 1e-12)
     argnums = (0, 1, 2, 3)
-    grads = jax.grad(_loss(_native.affine_lse), argnums)(x, W, b, e)
-    want = jax.grad(_loss(_reference), argnums)(x, W, b, e)
+    grads = jax.jit(jax.grad(_loss(_native.affine_lse), argnums))(x, W, b, e)
+    want = jax.jit(jax.grad(_loss(_reference), argnums))(x, W, b, e)
     _close(grads, want, 1e-11)
 
 
@@ -83,10 +83,10 @@ def test_second_order_hessian_and_reverse_over_reverse():
     x, W, b = _problem(6, 16, 2)
     eps = jnp.asarray(0.3)
     for argnums in [(0, 3), (1, 2)]:
-        got = jax.hessian(_loss(_native.affine_lse), argnums)(x, W, b, eps)
-        want = jax.hessian(_loss(_reference), argnums)(x, W, b, eps)
+        got = jax.jit(jax.hessian(_loss(_native.affine_lse), argnums))(x, W, b, eps)
+        want = jax.jit(jax.hessian(_loss(_reference), argnums))(x, W, b, eps)
         _close(got, want, 1e-10)
-    rr = lambda f: jax.jacrev(jax.grad(_loss(f), argnums=1), argnums=0)(x, W, b, eps)  # noqa: E731
+    rr = lambda f: jax.jit(jax.jacrev(jax.grad(_loss(f), argnums=1), argnums=0))(x, W, b, eps)  # noqa: E731
     _close(rr(_native.affine_lse), rr(_reference), 1e-10)
     # d²lse/deps² = Var_π(z)/eps³ (through the entropy's derivative)
     d2 = lambda f: jax.grad(jax.grad(lambda e: jnp.sum(f(x, W, b, e))))(eps)  # noqa: E731
@@ -177,9 +177,9 @@ def test_public_functions_agree_with_the_xla_kernels(monkeypatch):
         out = []
         for eps in (0.0, 0.2):
             f = lambda y, g, e=eps: jnp.sum(hjax.hopf_cole(x, y, g, 0.7, e, A=A, log_w=log_w))  # noqa: E731
-            out.append(jax.value_and_grad(f, (0, 1))(y, g))
+            out.append(jax.jit(jax.value_and_grad(f, (0, 1)))(y, g))
             h = lambda W, b, e=eps: jnp.sum(hjax.lse_layer(x, W, b, e) ** 2)  # noqa: E731
-            out.append(jax.value_and_grad(h, (0, 1))(y, g))
+            out.append(jax.jit(jax.value_and_grad(h, (0, 1)))(y, g))
         return out
 
     native = run()
@@ -199,7 +199,7 @@ def test_hopf_lax_with_exact_ties_agrees_with_the_xla_kernels(monkeypatch):
 
     def run():
         f = lambda x, y, g: jnp.sum(jnp.cos(hjax.hopf_lax(x, y, g, 0.7)))  # noqa: E731
-        return jax.value_and_grad(f, (0, 1, 2))(x, y, g)
+        return jax.jit(jax.value_and_grad(f, (0, 1, 2)))(x, y, g)
 
     native = run()
     np.testing.assert_array_equal(native[1][2][:3], native[1][2][0])  # shared equally
@@ -251,7 +251,7 @@ def test_packed_least_squares_matches_autodiff_of_brute_force():
         eps = jnp.asarray(eps)
         loss, dW, db = _native.packed_mse(x, y, W, b, eps, widths)
         _close(loss, brute(W, b, eps), 1e-13)
-        want = jax.grad(lambda W, b, e=eps: jnp.sum(brute(W, b, e)), (0, 1))(W, b)
+        want = jax.jit(jax.grad(lambda W, b, e=eps: jnp.sum(brute(W, b, e)), (0, 1)))(W, b)
         _close((dW, db), want, 1e-13)
     # vmap over the networks (seeds): one call each
     Ws, bs = jnp.stack([W, -W]), jnp.stack([b, 2 * b])
@@ -296,7 +296,7 @@ def test_sweep_values_and_gradients_agree_with_the_xla_kernels(monkeypatch):
             u = hjax.hopf_cole_sweep(x, y, g, 0.7, eps, (4, 30, 90), log_w=log_w, A=A)
             return jnp.sum(jnp.sin(u))
 
-        return jax.value_and_grad(f, (0, 1, 2))(y, g, log_w)
+        return jax.jit(jax.value_and_grad(f, (0, 1, 2)))(y, g, log_w)
 
     fused = run()
     monkeypatch.setattr(_native, "usable", lambda dtype: False)
