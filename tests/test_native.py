@@ -68,6 +68,18 @@ def test_value_and_gradients_match_brute_force(B, N, k, eps):
     _close(grads, want, 1e-11)
 
 
+@pytest.mark.parametrize("k", [8, 5])
+@pytest.mark.parametrize("argnums", [(0,), (1,), (2,), (0, 2), (1, 2)])
+def test_gradients_in_some_arguments_only(k, argnums):
+    """The backward computes dx and dW only where they are asked for: each subset of the
+    arguments gets the same gradients as brute force (and as the full gradient)."""
+    x, W, b = _problem(120, 700, k)
+    eps = jnp.asarray(0.3)
+    got = jax.jit(jax.grad(_loss(_native.affine_lse), argnums))(x, W, b, eps)
+    want = jax.jit(jax.grad(_loss(_reference), argnums))(x, W, b, eps)
+    _close(got, want, 1e-11)
+
+
 def test_forward_mode_in_every_argument():
     x, W, b = _problem(200, 400, 2)
     eps = jnp.asarray(0.4)
@@ -143,6 +155,20 @@ def test_float32_against_float64():
         jax.grad(_loss(_reference), (0, 1, 2))(x, W, b, eps),
         2e-5,
     )
+
+
+def test_float32_gibbs_weights_are_within_a_few_ulp():
+    """The kernels' own exp, through the weights: two atoms with logits 0 and t give
+    d lse/dx = e^t/(1 + e^t) (x = t, W = (0, 1), eps = 1). For t <= -17, 1 + e^t rounds to 1,
+    so lse = 0 and the exp's argument t are exact and the error is the exp's alone, over
+    arguments down to float32's underflow. A polynomial coefficient off by 1e-3 is 4 ulp."""
+    t = np.linspace(-87.0, -17.0, 4001).astype(np.float32)
+    W = jnp.asarray([[0.0], [1.0]], jnp.float32)
+    b = jnp.zeros(2, jnp.float32)
+    loss = lambda x: jnp.sum(_native.affine_lse(x, W, b, jnp.float32(1.0)))  # noqa: E731
+    got = np.asarray(jax.jit(jax.grad(loss))(jnp.asarray(t[:, None])))[:, 0]
+    want = 1.0 / (1.0 + np.exp(-t.astype(np.float64)))
+    assert np.max(np.abs(got / want - 1)) < 2 * np.finfo(np.float32).eps
 
 
 @pytest.mark.parametrize("eps", [0.01, 0.001])

@@ -27,7 +27,9 @@ Three primitives, with the derivative rules that make every JAX transformation w
 * ``contract_p(x, W, b, eps, lse, lo, dx, dW, db) = Σ_j π_ij (dx_i·W_j + x_i·dW_j + db_j)``,
   linear in ``(dx, dW, db)``; its transpose is
 * ``backprop_p(x, W, b, eps, lse, lo, c) = (c_i Σ_j π_ij W_j, Σ_i c_i π_ij x_i,
-  Σ_i c_i π_ij)``, linear in ``c``, whose transpose is ``contract_p`` again.
+  Σ_i c_i π_ij)``, linear in ``c``, whose transpose is ``contract_p`` again. Its first two
+  outputs are computed only where the transpose needs them (``with_dx``, ``with_dW``; else
+  0): each costs a multiply-add per coordinate and atom-evaluation, as much as the logits.
 
 So forward mode, reverse mode and their compositions run the fused kernels at first order;
 the derivatives of ``contract_p``/``backprop_p`` in their non-linear arguments and of ``H``

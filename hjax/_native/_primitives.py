@@ -43,10 +43,11 @@ def _xla_contract(x, W, b, eps, lse, lo, dx, dW, db):
     return _kernels.affine_reduce(reduce, x, W, b, x, lse, lo, dx)
 
 
-def _xla_backprop(x, W, b, eps, lse, lo, c):
+def _xla_backprop(x, W, b, eps, lse, lo, c, *, with_dx, with_dW):
     zeros = (jnp.zeros_like(x), jnp.zeros_like(W), jnp.zeros_like(b))
     _, vjp = jax.vjp(lambda dx, dW, db: _xla_contract(x, W, b, eps, lse, lo, dx, dW, db), *zeros)
-    return vjp(c)
+    dx, dW, db = vjp(c)
+    return (dx if with_dx else zeros[0]), (dW if with_dW else zeros[1]), db
 
 
 def _xla_lse_entropy(x, W, b, eps):
@@ -94,7 +95,7 @@ def _contract_abstract(x, W, b, eps, lse, lo, dx, dW, db):
 
 
 @backprop_p.def_abstract_eval
-def _backprop_abstract(x, W, b, eps, lse, lo, c):
+def _backprop_abstract(x, W, b, eps, lse, lo, c, *, with_dx, with_dW):
     return x, W, b
 
 
@@ -175,7 +176,10 @@ def _contract_transpose(ct, x, W, b, eps, lse, lo, dx, dW, db):
         return [None] * _BASE + [
             ad.Zero(a.aval) if ad.is_undefined_primal(a) else None for a in lin
         ]
-    grads = backprop_p.bind(*base, ct)
+    # dx and dW cost a multiply-add per coordinate and atom-evaluation each: only if wanted.
+    grads = backprop_p.bind(
+        *base, ct, with_dx=ad.is_undefined_primal(dx), with_dW=ad.is_undefined_primal(dW)
+    )
     return [None] * _BASE + [
         g if ad.is_undefined_primal(a) else None for g, a in zip(grads, lin, strict=True)
     ]
@@ -184,14 +188,14 @@ def _contract_transpose(ct, x, W, b, eps, lse, lo, dx, dW, db):
 ad.primitive_transposes[contract_p] = _contract_transpose
 
 
-def _backprop_jvp(primals, tangents):
-    out = backprop_p.bind(*primals)
+def _backprop_jvp(primals, tangents, **wanted):
+    out = backprop_p.bind(*primals, **wanted)
     base, c = primals[:_BASE], primals[_BASE]
     dbase, dc = tangents[:_BASE], tangents[_BASE]
     dout = [jnp.zeros_like(o) for o in out]
     if not _is_zero(dc):
-        dout = list(backprop_p.bind(*base, dc))
-    rest = _second_order(_xla_backprop, base, dbase, (c,))
+        dout = list(backprop_p.bind(*base, dc, **wanted))
+    rest = _second_order(partial(_xla_backprop, **wanted), base, dbase, (c,))
     if rest is not None:
         dout = [a + r for a, r in zip(dout, rest, strict=True)]
     return out, dout
@@ -200,13 +204,18 @@ def _backprop_jvp(primals, tangents):
 ad.primitive_jvps[backprop_p] = _backprop_jvp
 
 
-def _backprop_transpose(cts, x, W, b, eps, lse, lo, c):
+def _backprop_transpose(cts, x, W, b, eps, lse, lo, c, *, with_dx, with_dW):
     base = (x, W, b, eps, lse, lo)
     if any(ad.is_undefined_primal(a) for a in base):
         raise ValueError("backprop_p is linear in c only")
-    if all(_is_zero(t) for t in cts):
+    # The outputs not asked for are the constant 0: their cotangents do not reach c.
+    live = [
+        None if _is_zero(ct) or not wanted else ct
+        for ct, wanted in zip(cts, (with_dx, with_dW, True), strict=True)
+    ]
+    if all(t is None for t in live):
         return [None] * _BASE + [ad.Zero(c.aval)]
-    gx, gW, gb = (_inst(t, p) for t, p in zip(cts, (x, W, b), strict=True))
+    gx, gW, gb = (jnp.zeros_like(p) if t is None else t for t, p in zip(live, (x, W, b), strict=True))
     return [None] * _BASE + [contract_p.bind(*base, gx, gW, gb)]
 
 

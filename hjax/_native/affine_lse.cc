@@ -25,6 +25,9 @@
 #include <vector>
 
 #include <sched.h>
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 #include "xla/ffi/api/ffi.h"
 
@@ -82,21 +85,25 @@ inline T hmax(Vec<T> v) {
 template <class T>
 constexpr T kNegInf = -std::numeric_limits<T>::infinity();
 
-// exp(x) lane-wise for finite or -inf x: Cody-Waite reduction x = n ln2 + r, |r| <= ln2/2,
-// Taylor polynomial (truncation below the unit round-off: degree 13 in double, 7 in
-// float), scaled by 2^n through the exponent bits. 0 below the smallest normal result.
+// exp(x) lane-wise for x <= 88 (float) / 709 (double) or -inf: Cody-Waite reduction
+// x = n ln2 + r, |r| <= ln2/2, a polynomial for e^r (float: minimax of degree 6, relative
+// error 2e-9 + rounding, below one ulp; double: Taylor of degree 13, truncation below the unit
+// round-off), scaled by 2^n. x is clamped below where e^x underflows: exactly 0 there and at
+// -inf. With AVX-512, vscalefp[sd] does the scaling (and the underflow) in one instruction.
 template <class T>
 inline Vec<T> exp_poly(Vec<T> x) {
   constexpr bool dbl = std::is_same_v<T, double>;
-  const Vec<T> lo = splat<T>(dbl ? T(-708.0) : T(-87.0f));
-  const Vec<T> hi = splat<T>(dbl ? T(709.0) : T(88.5f));
   constexpr T log2e = T(1.4426950408889634);
   constexpr T ln2_hi = dbl ? T(6.93147180369123816490e-01) : T(0.693359375f);
   constexpr T ln2_lo = dbl ? T(1.90821492927058770002e-10) : T(-2.12194440e-4f);
   constexpr T shifter = dbl ? T(6755399441055744.0) : T(12582912.0f);  // 1.5 * 2^52, 1.5 * 2^23
-  const auto under = x < lo;
-  Vec<T> xc = x < lo ? lo : x;
-  xc = xc > hi ? hi : xc;
+#if defined(__AVX512F__)
+  constexpr T floor = dbl ? T(-800.0) : T(-110.0f);  // 2^n p rounds to 0 below
+#else
+  constexpr T floor = dbl ? T(-708.39) : T(-87.33f);  // about the smallest normal result
+  const auto under = x < floor;
+#endif
+  const Vec<T> xc = x < floor ? splat(floor) : x;  // NaN stays NaN
   const Vec<T> n = (xc * log2e + shifter) - shifter;
   Vec<T> r = xc - n * ln2_hi;
   r = r - n * ln2_lo;
@@ -117,18 +124,26 @@ inline Vec<T> exp_poly(Vec<T> x) {
     p = p * r + T(1.0);
     p = p * r + T(1.0);
   } else {
-    p = splat<T>(T(1.0f / 5040.0f));
-    p = p * r + T(1.0f / 720.0f);
-    p = p * r + T(1.0f / 120.0f);
-    p = p * r + T(1.0f / 24.0f);
-    p = p * r + T(1.0f / 6.0f);
-    p = p * r + T(0.5f);
+    p = splat<T>(T(0.001383684459142387f));
+    p = p * r + T(0.008374815806746483f);
+    p = p * r + T(0.04166822507977486f);
+    p = p * r + T(0.16666419804096222f);
+    p = p * r + T(0.49999991059303284f);
     p = p * r + T(1.0f);
     p = p * r + T(1.0f);
   }
+#if defined(__AVX512F__)
+  if constexpr (dbl)
+    return reinterpret_cast<Vec<T>>(_mm512_scalef_pd(reinterpret_cast<__m512d>(p),
+                                                     reinterpret_cast<__m512d>(n)));
+  else
+    return reinterpret_cast<Vec<T>>(_mm512_scalef_ps(reinterpret_cast<__m512>(p),
+                                                     reinterpret_cast<__m512>(n)));
+#else
   const IVec<T> bits = (__builtin_convertvector(n, IVec<T>) + (dbl ? 1023 : 127)) << (dbl ? 52 : 23);
   const Vec<T> scaled = p * reinterpret_cast<const Vec<T>&>(bits);
   return under ? splat<T>(T(0)) : scaled;
+#endif
 }
 
 // The atoms, transposed and padded: wt[c * np + j] = W_jc, bp[j] = b_j (-inf past N).
@@ -332,7 +347,7 @@ void contract_rows(const Atoms<T>& a, const Atoms<T>& da, const T* x, const T* d
 // aw (dW, transposed) and ab; dx is accumulated. scale, target, low: per row, the weights'
 // factor (0 for a row that contributes nothing), the lse they are taken against and its
 // rounding error.
-template <int K, int R, class T>
+template <int K, int R, bool DX, bool DW, class T>
 inline void backprop_tile(const Atoms<T>& a, const T* x, const T* scale, const T* target,
                           const T* low, int64_t i0, int64_t jb, int64_t je, bool hard, T inv,
                           T* dx, T* aw, T* ab) {
@@ -342,9 +357,10 @@ inline void backprop_tile(const Atoms<T>& a, const T* x, const T* scale, const T
   const T* xr[R];
   for (int r = 0; r < R; ++r) xr[r] = x + (i0 + r) * k;
   Vec<T> local[KR];
-  std::vector<Vec<T>> heap(K > 0 ? 0 : R * k);
+  std::vector<Vec<T>> heap(K > 0 || !DX ? 0 : R * k);
   Vec<T>* dxv = K > 0 ? local : heap.data();
-  for (int64_t q = 0; q < R * k; ++q) dxv[q] = splat(T(0));
+  if constexpr (DX)
+    for (int64_t q = 0; q < R * k; ++q) dxv[q] = splat(T(0));
   for (int64_t j0 = jb; j0 < je; j0 += V) {
     Vec<T> p[R];
     Vec<T> psum = splat(T(0));
@@ -355,22 +371,29 @@ inline void backprop_tile(const Atoms<T>& a, const T* x, const T* scale, const T
     }
     store(ab + j0, load(ab + j0) + psum);
     for (int64_t cc = 0; cc < k; ++cc) {
-      const Vec<T> w = load(a.wt.data() + cc * np + j0);
-      Vec<T> g = p[0] * xr[0][cc];
-      for (int r = 1; r < R; ++r) g += p[r] * xr[r][cc];
-      T* awj = aw + cc * np + j0;
-      store(awj, load(awj) + g);
-      for (int r = 0; r < R; ++r) dxv[r * k + cc] += p[r] * w;
+      if constexpr (DW) {
+        T* awj = aw + cc * np + j0;
+        Vec<T> g = load(awj);
+        for (int r = 0; r < R; ++r) g += p[r] * xr[r][cc];
+        store(awj, g);
+      }
+      if constexpr (DX) {
+        const Vec<T> w = load(a.wt.data() + cc * np + j0);
+        for (int r = 0; r < R; ++r) dxv[r * k + cc] += p[r] * w;
+      }
     }
   }
-  for (int r = 0; r < R; ++r)
-    for (int64_t cc = 0; cc < k; ++cc) dx[(i0 + r) * k + cc] += hsum<T>(dxv[r * k + cc]);
+  if constexpr (DX)
+    for (int r = 0; r < R; ++r)
+      for (int64_t cc = 0; cc < k; ++cc) dx[(i0 + r) * k + cc] += hsum<T>(dxv[r * k + cc]);
 }
 
 // The transpose of contract_rows in (dx, dW, db) for cotangents c_i:
 // dx_i = c_i sum_j pi_ij W_j, dW_j = sum_i c_i pi_ij x_i, db_j = sum_i c_i pi_ij.
-// Atoms in blocks that stay in L1 while every row of the thread passes over them.
-template <int K, class T>
+// Atoms in blocks that stay in L1 while every row of the thread passes over them. dx (DX)
+// and dW (DW) are computed only if asked for (else left 0): each costs a multiply-add per
+// input coordinate and atom-evaluation, as much as the logits.
+template <int K, bool DX, bool DW, class T>
 void backprop_rows(const Atoms<T>& a, const T* x, const T* c, int64_t rows, T eps, const T* lse,
                    const T* lo, T* dx, T* dW, T* db) {
   constexpr int R = 4;  // rows per tile (R = 2 for K = 8, to keep dx in registers: slower)
@@ -379,6 +402,7 @@ void backprop_rows(const Atoms<T>& a, const T* x, const T* c, int64_t rows, T ep
   const T inv = hard ? T(1) : T(1) / eps;
   const int64_t k = K > 0 ? K : a.k, np = a.np;
   std::fill(dx, dx + rows * k, T(0));
+  std::fill(dW, dW + a.n * k, T(0));
   std::vector<T> scale(rows), target(rows), low(rows);
   std::vector<std::vector<T>> acc_w(available_threads()), acc_b(available_threads());
   const int64_t parts = parallel_rows(rows, np, [&](int64_t t, int64_t r0, int64_t r1) {
@@ -393,16 +417,16 @@ void backprop_rows(const Atoms<T>& a, const T* x, const T* c, int64_t rows, T ep
     }
     std::vector<T>& aw = acc_w[t];
     std::vector<T>& ab = acc_b[t];
-    aw.assign(k * np, T(0));
+    aw.assign(DW ? k * np : 0, T(0));
     ab.assign(np, T(0));
     for (int64_t jb = 0; jb < np; jb += kBlock) {
       const int64_t je = std::min(np, jb + kBlock);
       int64_t i = r0;
       for (; i + R <= r1; i += R)
-        backprop_tile<K, R>(a, x, scale.data(), target.data(), low.data(), i, jb, je, hard, inv,
+        backprop_tile<K, R, DX, DW>(a, x, scale.data(), target.data(), low.data(), i, jb, je, hard, inv,
                             dx, aw.data(), ab.data());
       for (; i < r1; ++i)
-        backprop_tile<K, 1>(a, x, scale.data(), target.data(), low.data(), i, jb, je, hard, inv,
+        backprop_tile<K, 1, DX, DW>(a, x, scale.data(), target.data(), low.data(), i, jb, je, hard, inv,
                             dx, aw.data(), ab.data());
     }
   });
@@ -410,7 +434,7 @@ void backprop_rows(const Atoms<T>& a, const T* x, const T* c, int64_t rows, T ep
     T sb = T(0);
     for (int64_t t = 0; t < parts; ++t) sb += acc_b[t][j];
     db[j] = sb;
-    for (int64_t cc = 0; cc < k; ++cc) {
+    for (int64_t cc = 0; DW && cc < k; ++cc) {
       T sw = T(0);
       for (int64_t t = 0; t < parts; ++t) sw += acc_w[t][cc * np + j];
       dW[j * k + cc] = sw;
@@ -565,14 +589,22 @@ ffi::Error ContractImpl(Buf<D> x, Buf<D> W, Buf<D> b, Buf<D> eps, Buf<D> lse, Bu
 
 template <ffi::DataType D>
 ffi::Error BackpropImpl(Buf<D> x, Buf<D> W, Buf<D> b, Buf<D> eps, Buf<D> lse, Buf<D> lo, Buf<D> c,
-                        Res<D> dx, Res<D> dW, Res<D> db) {
+                        bool with_dx, bool with_dW, Res<D> dx, Res<D> dW, Res<D> db) {
   using T = ffi::NativeType<D>;
   const auto xd = x.dimensions(), wd = W.dimensions();
   Atoms<T> a(W.typed_data(), b.typed_data(), wd[0], wd[1], kNegInf<T>);
   return by_dimension(a.k, [&](auto K) {
-    backprop_rows<K()>(a, x.typed_data(), c.typed_data(), xd[0], eps.typed_data()[0],
-                       lse.typed_data(), lo.typed_data(), dx->typed_data(), dW->typed_data(),
-                       db->typed_data());
+    auto run = [&](auto DX, auto DW) {
+      backprop_rows<K(), DX(), DW()>(a, x.typed_data(), c.typed_data(), xd[0],
+                                     eps.typed_data()[0], lse.typed_data(), lo.typed_data(),
+                                     dx->typed_data(), dW->typed_data(), db->typed_data());
+    };
+    using Yes = std::true_type;
+    using No = std::false_type;
+    if (with_dx && with_dW) run(Yes{}, Yes{});
+    else if (with_dx) run(Yes{}, No{});
+    else if (with_dW) run(No{}, Yes{});
+    else run(No{}, No{});
     return ffi::Error::Success();
   });
 }
@@ -614,10 +646,11 @@ ffi::Error PackedMseImpl(Buf<D> x, Buf<D> y, Buf<D> W, Buf<D> b, Buf<D> eps,
 #define HJAX_CONTRACT(NAME, D)                        \
   XLA_FFI_DEFINE_HANDLER_SYMBOL(NAME, ContractImpl<D>, \
                                 ffi::Ffi::Bind() HJAX_ARGS4(D) HJAX_ARGS4(D) HJAX_ARG(D) HJAX_RET(D));
-// backprop(x, W, b, eps, lse, lo, c) -> (dx, dW, db)
-#define HJAX_BACKPROP(NAME, D)                        \
-  XLA_FFI_DEFINE_HANDLER_SYMBOL(NAME, BackpropImpl<D>, \
-                                ffi::Ffi::Bind() HJAX_ARGS4(D) HJAX_ARG(D) HJAX_ARG(D) HJAX_ARG(D) HJAX_RETS3(D));
+// backprop(x, W, b, eps, lse, lo, c; with_dx, with_dW) -> (dx, dW, db)
+#define HJAX_BACKPROP(NAME, D)                                                               \
+  XLA_FFI_DEFINE_HANDLER_SYMBOL(NAME, BackpropImpl<D>,                                        \
+                                ffi::Ffi::Bind() HJAX_ARGS4(D) HJAX_ARG(D) HJAX_ARG(D) HJAX_ARG(D) \
+                                    .Attr<bool>("with_dx").Attr<bool>("with_dW") HJAX_RETS3(D));
 
 // packed_mse(x, y, W, b, eps, offsets) -> (loss, dW, db)
 #define HJAX_PACKED_MSE(NAME, D)                        \
