@@ -215,7 +215,9 @@ def _backprop_transpose(cts, x, W, b, eps, lse, lo, c, *, with_dx, with_dW):
     ]
     if all(t is None for t in live):
         return [None] * _BASE + [ad.Zero(c.aval)]
-    gx, gW, gb = (jnp.zeros_like(p) if t is None else t for t, p in zip(live, (x, W, b), strict=True))
+    gx, gW, gb = (
+        jnp.zeros_like(p) if t is None else t for t, p in zip(live, (x, W, b), strict=True)
+    )
     return [None] * _BASE + [contract_p.bind(*base, gx, gW, gb)]
 
 
