@@ -13,8 +13,9 @@ eps = 0.3, t = 0.7, random normal data), forward and value+gradient (w.r.t. the 
 atoms and data: ``(x, y, g)`` or ``(x, W, b)``; for the sweep the gradient is w.r.t.
 ``(y, g)`` over one eps and one width), and reported as atom-evaluations/s = B·N / time
 (E·B·N for the sweep) and as a ratio to the ``exp`` limit. Timing: the minimum over
-repeats after the compiling call, the ``exp`` limit measured before and after each kernel
-(the larger of the two), which makes the ratios robust to other load on a shared machine.
+repeats after the compiling call (at least R of them and at least 0.25 s of calls), the
+``exp`` limit measured before and after each kernel (the larger of the two), which makes
+the ratios robust to other load on a shared machine.
 
 Memory: the gradient of ``Σ hopf_cole`` w.r.t. ``(y, g)`` at ``B = N = 16384``, d = 8,
 float32, runs in a fresh subprocess that reports its peak resident set size
@@ -77,13 +78,17 @@ print(base * 1024, peak * 1024, int(ok), float(jnp.sum(dg)))
 """
 
 
-def _min_time(fn, args, repeats: int) -> float:
+def _min_time(fn, args, repeats: int, min_total_s: float = 0.25) -> float:
+    """The fastest of at least ``repeats`` calls, and of enough calls to fill ``min_total_s``
+    (a B = N = 1024 call takes about a millisecond: a few repeats would sample the machine's
+    noise, not the kernel)."""
     jax.block_until_ready(fn(*args))  # compile
-    best = float("inf")
-    for _ in range(repeats):
+    best, spent, count = float("inf"), 0.0, 0
+    while count < repeats or (spent < min_total_s and count < 50 * repeats):
         start = time.perf_counter()
         jax.block_until_ready(fn(*args))
-        best = min(best, time.perf_counter() - start)
+        elapsed = time.perf_counter() - start
+        best, spent, count = min(best, elapsed), spent + elapsed, count + 1
     return best
 
 

@@ -17,14 +17,18 @@
 
 #include <algorithm>
 #include <cmath>
+#include <condition_variable>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <limits>
+#include <mutex>
 #include <thread>
 #include <type_traits>
 #include <vector>
 
 #include <sched.h>
+#include <unistd.h>
 #if defined(__AVX512F__)
 #include <immintrin.h>
 #endif
@@ -174,26 +178,98 @@ inline Vec<T> logits(const Atoms<T>& a, const T* x, int64_t j0) {
   return z;
 }
 
-int available_threads() {
-  cpu_set_t set;
-  if (sched_getaffinity(0, sizeof(set), &set) == 0) return std::max(1, CPU_COUNT(&set));
-  return std::max(1u, std::thread::hardware_concurrency());
-}
+// A persistent pool of worker threads, one per CPU of the process's affinity mask less the
+// caller's. Starting threads per call would cost about 0.1 ms, as much as a whole
+// 1024 x 1024 kernel. Runs are serialized (each uses every CPU); a forked child starts
+// its own pool.
+class Pool {
+ public:
+  static Pool& get() {
+    static std::mutex mu;
+    static Pool* pool = nullptr;
+    static pid_t owner = 0;
+    std::lock_guard<std::mutex> lock(mu);
+    if (pool == nullptr || owner != getpid()) {  // never destroyed: exit does not wait on it
+      pool = new Pool(cpus());
+      owner = getpid();
+    }
+    return *pool;
+  }
+
+  int size() const { return int(workers_.size()) + 1; }
+
+  // fn(t) for t = 0 .. n - 1 (n <= size()), t = 0 on the calling thread; returns when all are done.
+  template <class F>
+  void run(int n, F& fn) {
+    std::lock_guard<std::mutex> serial(run_mu_);
+    if (n <= 1) {
+      fn(0);
+      return;
+    }
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      job_ = [&fn](int t) { fn(t); };
+      active_ = n;
+      pending_ = n - 1;
+      ++generation_;
+    }
+    wake_.notify_all();
+    fn(0);
+    std::unique_lock<std::mutex> lock(mu_);
+    done_.wait(lock, [&] { return pending_ == 0; });
+  }
+
+ private:
+  explicit Pool(int n) {
+    for (int t = 1; t < n; ++t) workers_.emplace_back([this, t] { work(t); });
+  }
+
+  static int cpus() {
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof(set), &set) == 0) return std::max(1, CPU_COUNT(&set));
+    return std::max(1u, std::thread::hardware_concurrency());
+  }
+
+  void work(int t) {
+    int64_t seen = 0;
+    for (;;) {
+      std::function<void(int)> job;
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        wake_.wait(lock, [&] { return generation_ != seen; });
+        seen = generation_;
+        if (t >= active_) continue;
+        job = job_;
+      }
+      job(t);
+      std::lock_guard<std::mutex> lock(mu_);
+      if (--pending_ == 0) done_.notify_one();
+    }
+  }
+
+  std::vector<std::thread> workers_;
+  std::mutex run_mu_, mu_;
+  std::condition_variable wake_, done_;
+  std::function<void(int)> job_;
+  int64_t generation_ = 0;
+  int active_ = 0, pending_ = 0;
+};
+
+int available_threads() { return Pool::get().size(); }
 
 // fn(part, row_begin, row_end) over [0, rows) split in contiguous parts, one thread each
-// when the work (rows * atoms) pays for starting threads. Returns the number of parts.
+// when the work (rows * atoms) pays for waking threads. Returns the number of parts.
 template <class F>
 int64_t parallel_rows(int64_t rows, int64_t atoms, F fn) {
-  int64_t threads = std::min<int64_t>(available_threads(), std::max<int64_t>(rows, 1));
+  Pool& pool = Pool::get();
+  int64_t threads = std::min<int64_t>(pool.size(), std::max<int64_t>(rows, 1));
   if (rows * atoms < (int64_t(1) << 16)) threads = 1;
   const int64_t chunk = (rows + threads - 1) / std::max<int64_t>(threads, 1);
-  std::vector<std::thread> pool;
-  for (int64_t t = 1; t < threads; ++t) {
-    const int64_t r0 = t * chunk, r1 = std::min(rows, r0 + chunk);
-    pool.emplace_back(fn, t, std::min(r0, rows), std::max(std::min(r0, rows), r1));
-  }
-  fn(0, 0, std::min(rows, chunk));
-  for (auto& th : pool) th.join();
+  auto part = [&](int t) {
+    const int64_t r0 = std::min(rows, t * chunk), r1 = std::min(rows, r0 + chunk);
+    fn(t, r0, std::max(r0, r1));
+  };
+  pool.run(int(threads), part);
   return threads;
 }
 
@@ -349,8 +425,8 @@ void contract_rows(const Atoms<T>& a, const Atoms<T>& da, const T* x, const T* d
 // rounding error.
 template <int K, int R, bool DX, bool DW, class T>
 inline void backprop_tile(const Atoms<T>& a, const T* x, const T* scale, const T* target,
-                          const T* low, int64_t i0, int64_t jb, int64_t je, bool hard, T inv,
-                          T* dx, T* aw, T* ab) {
+                          const T* low, int64_t i0, int64_t jb, int64_t je, T inv, T* dx,
+                          T* aw, T* ab) {
   constexpr int V = kLanes<T>;
   constexpr int KR = R * (K > 0 ? K : 1);
   const int64_t k = K > 0 ? K : a.k, np = a.np;
@@ -366,7 +442,7 @@ inline void backprop_tile(const Atoms<T>& a, const T* x, const T* scale, const T
     Vec<T> psum = splat(T(0));
     for (int r = 0; r < R; ++r) {
       const Vec<T> z = logits<K>(a, xr[r], j0);
-      p[r] = weights(z, target[i0 + r], low[i0 + r], inv, hard, scale[i0 + r]);
+      p[r] = weights(z, target[i0 + r], low[i0 + r], inv, false, scale[i0 + r]);
       psum += p[r];
     }
     store(ab + j0, load(ab + j0) + psum);
@@ -388,9 +464,64 @@ inline void backprop_tile(const Atoms<T>& a, const T* x, const T* scale, const T
       for (int64_t cc = 0; cc < k; ++cc) dx[(i0 + r) * k + cc] += hsum<T>(dxv[r * k + cc]);
 }
 
+// Bit mask of the lanes of z equal to v.
+template <class T>
+inline uint32_t equal_lanes(Vec<T> z, T v) {
+#if defined(__AVX512F__)
+  if constexpr (std::is_same_v<T, double>)
+    return _mm512_cmp_pd_mask(reinterpret_cast<__m512d>(z), _mm512_set1_pd(v), _CMP_EQ_OQ);
+  else
+    return _mm512_cmp_ps_mask(reinterpret_cast<__m512>(z), _mm512_set1_ps(v), _CMP_EQ_OQ);
+#else
+  uint32_t mask = 0;
+  for (int l = 0; l < kLanes<T>; ++l) mask |= uint32_t(z[l] == v) << l;
+  return mask;
+#endif
+}
+
+// backprop_rows at eps = 0: row i's weights are 1/#ties on the atoms tied at its max (the
+// forward's lse, found again on the bit-identical logits; padded and masked atoms are -inf
+// and never tie with a finite lse) and 0 elsewhere, so one pass over the logits finds the
+// ties and the cotangents go to them alone.
+template <int K, bool DX, bool DW, class T>
+void backprop_ties(const Atoms<T>& a, const T* x, const T* c, int64_t rows, const T* lse, T* dx,
+                   T* dW, T* db) {
+  constexpr int V = kLanes<T>;
+  const int64_t k = K > 0 ? K : a.k, n = a.n, np = a.np;
+  std::vector<std::vector<T>> acc(available_threads());  // per thread: db, then dW
+  const int64_t parts = parallel_rows(rows, np, [&](int64_t t, int64_t r0, int64_t r1) {
+    std::vector<T>& mine = acc[t];
+    mine.assign((DW ? k + 1 : 1) * n, T(0));
+    std::vector<int64_t> ties;
+    for (int64_t i = r0; i < r1; ++i) {
+      if (c[i] == T(0) || !finite(lse[i])) continue;
+      const T* xi = x + i * k;
+      ties.clear();
+      for (int64_t j0 = 0; j0 < np; j0 += V)
+        for (uint32_t m = equal_lanes(logits<K>(a, xi, j0), lse[i]); m != 0; m &= m - 1)
+          ties.push_back(j0 + __builtin_ctz(m));
+      if (ties.empty()) continue;
+      const T s = c[i] / T(ties.size());
+      for (const int64_t j : ties) {
+        mine[j] += s;
+        for (int64_t cc = 0; cc < k; ++cc) {
+          if constexpr (DW) mine[n + j * k + cc] += s * xi[cc];
+          if constexpr (DX) dx[i * k + cc] += s * a.wt[cc * np + j];
+        }
+      }
+    }
+  });
+  for (int64_t q = 0; q < (DW ? k + 1 : 1) * n; ++q) {
+    T sum = T(0);
+    for (int64_t t = 0; t < parts; ++t) sum += acc[t][q];
+    (q < n ? db[q] : dW[q - n]) = sum;
+  }
+}
+
 // The transpose of contract_rows in (dx, dW, db) for cotangents c_i:
 // dx_i = c_i sum_j pi_ij W_j, dW_j = sum_i c_i pi_ij x_i, db_j = sum_i c_i pi_ij.
-// Atoms in blocks that stay in L1 while every row of the thread passes over them. dx (DX)
+// Atoms in blocks that stay in L1 while every row of the thread passes over them (eps = 0:
+// backprop_ties). dx (DX)
 // and dW (DW) are computed only if asked for (else left 0): each costs a multiply-add per
 // input coordinate and atom-evaluation, as much as the logits.
 template <int K, bool DX, bool DW, class T>
@@ -398,21 +529,20 @@ void backprop_rows(const Atoms<T>& a, const T* x, const T* c, int64_t rows, T ep
                    const T* lo, T* dx, T* dW, T* db) {
   constexpr int R = 4;  // rows per tile (R = 2 for K = 8, to keep dx in registers: slower)
   constexpr int64_t kBlock = 16 * kLanes<T>;
-  const bool hard = !(eps > T(0));
-  const T inv = hard ? T(1) : T(1) / eps;
   const int64_t k = K > 0 ? K : a.k, np = a.np;
   std::fill(dx, dx + rows * k, T(0));
   std::fill(dW, dW + a.n * k, T(0));
+  if (!(eps > T(0))) return backprop_ties<K, DX, DW>(a, x, c, rows, lse, dx, dW, db);
+  const T inv = T(1) / eps;
   std::vector<T> scale(rows), target(rows), low(rows);
   std::vector<std::vector<T>> acc_w(available_threads()), acc_b(available_threads());
   const int64_t parts = parallel_rows(rows, np, [&](int64_t t, int64_t r0, int64_t r1) {
     for (int64_t i = r0; i < r1; ++i) {
-      scale[i] = row_scale<K>(a, x + i * k, c[i], lse[i], hard);
-      // A row that contributes nothing gets weights exactly 0: exp(z - inf) = 0 for
-      // eps > 0, and at eps = 0 no logit ties with NaN.
-      const bool dead = scale[i] == T(0);
-      const T nothing = hard ? std::numeric_limits<T>::quiet_NaN() : -kNegInf<T>;
-      target[i] = dead ? nothing : lse[i];
+      // A row that contributes nothing (c_i = 0 or every atom masked) gets weights exactly
+      // 0: exp(z - inf) = 0.
+      const bool dead = c[i] == T(0) || !finite(lse[i]);
+      scale[i] = dead ? T(0) : c[i];
+      target[i] = dead ? -kNegInf<T> : lse[i];
       low[i] = dead ? T(0) : lo[i];
     }
     std::vector<T>& aw = acc_w[t];
@@ -423,11 +553,11 @@ void backprop_rows(const Atoms<T>& a, const T* x, const T* c, int64_t rows, T ep
       const int64_t je = std::min(np, jb + kBlock);
       int64_t i = r0;
       for (; i + R <= r1; i += R)
-        backprop_tile<K, R, DX, DW>(a, x, scale.data(), target.data(), low.data(), i, jb, je, hard, inv,
-                            dx, aw.data(), ab.data());
+        backprop_tile<K, R, DX, DW>(a, x, scale.data(), target.data(), low.data(), i, jb, je,
+                                    inv, dx, aw.data(), ab.data());
       for (; i < r1; ++i)
-        backprop_tile<K, 1, DX, DW>(a, x, scale.data(), target.data(), low.data(), i, jb, je, hard, inv,
-                            dx, aw.data(), ab.data());
+        backprop_tile<K, 1, DX, DW>(a, x, scale.data(), target.data(), low.data(), i, jb, je,
+                                    inv, dx, aw.data(), ab.data());
     }
   });
   for (int64_t j = 0; j < a.n; ++j) {
