@@ -9,6 +9,8 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
+import time
 
 import jax
 import jax.numpy as jnp
@@ -231,6 +233,32 @@ def test_hopf_lax_with_exact_ties_agrees_with_the_xla_kernels(monkeypatch):
     np.testing.assert_array_equal(native[1][2][:3], native[1][2][0])  # shared equally
     monkeypatch.setattr(_native, "usable", lambda dtype: False)
     _close(native, run(), 1e-12)
+
+
+def test_calls_from_several_threads_at_once_agree_with_brute_force():
+    """The kernels share one pool of worker threads: calls made at the same time from
+    several Python threads (forward and backward) are run one after the other, each right
+    (and none waits forever: the threads are daemons, joined with a timeout)."""
+    x, W, b = _problem(300, 700, 2)
+    eps = jnp.asarray(0.3)
+    value_grad = jax.jit(jax.value_and_grad(_loss(_native.affine_lse), (0, 1, 2)))
+    want = jax.jit(jax.value_and_grad(_loss(_reference), (0, 1, 2)))
+    scales = [0.5 + 0.1 * i for i in range(12)]
+    got = {}
+
+    def run(part):
+        for s in scales[part::4]:
+            got[s] = jax.block_until_ready(value_grad(s * x, W, b, eps))
+
+    threads = [threading.Thread(target=run, args=(part,), daemon=True) for part in range(4)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 60
+    for t in threads:
+        t.join(timeout=max(0.0, deadline - time.monotonic()))
+    assert not any(t.is_alive() for t in threads), "concurrent kernel calls did not finish"
+    for s in scales:
+        _close(got[s], want(s * x, W, b, eps), 1e-11)
 
 
 def test_without_a_compiler_it_warns_and_keeps_the_xla_kernels(tmp_path):

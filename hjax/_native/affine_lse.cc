@@ -10,8 +10,9 @@
 // networks (one exp per atom-evaluation).
 // Masked atoms have b_j = -inf. At eps = 0 the weights are the argmax indicator averaged
 // over ties (the logits are recomputed bit-identically by the same code, so the ties the
-// forward saw are the ties the backward sees). Rows are split over threads; atoms are
-// padded to a multiple of the vector width with b = -inf (they contribute nothing).
+// forward saw are the ties the backward sees; the backward then touches the ties alone).
+// Rows are split over a persistent pool of threads; atoms are padded to a multiple of the
+// vector width with b = -inf (they contribute nothing).
 //
 // Python side: hjax/_native/__init__.py (build, load) and _primitives.py (the rules).
 
