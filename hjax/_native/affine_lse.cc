@@ -484,9 +484,9 @@ inline uint32_t equal_lanes(Vec<T> z, T v) {
 // forward's lse, found again on the bit-identical logits; padded and masked atoms are -inf
 // and never tie with a finite lse) and 0 elsewhere, so one pass over the logits finds the
 // ties and the cotangents go to them alone.
-template <int K, bool DX, bool DW, class T>
-void backprop_ties(const Atoms<T>& a, const T* x, const T* c, int64_t rows, const T* lse, T* dx,
-                   T* dW, T* db) {
+template <int K, class T>
+void backprop_ties(const Atoms<T>& a, const T* x, const T* c, int64_t rows, const T* lse, bool DX,
+                   bool DW, T* dx, T* dW, T* db) {
   constexpr int V = kLanes<T>;
   const int64_t k = K > 0 ? K : a.k, n = a.n, np = a.np;
   std::vector<std::vector<T>> acc(available_threads());  // per thread: db, then dW
@@ -506,8 +506,8 @@ void backprop_ties(const Atoms<T>& a, const T* x, const T* c, int64_t rows, cons
       for (const int64_t j : ties) {
         mine[j] += s;
         for (int64_t cc = 0; cc < k; ++cc) {
-          if constexpr (DW) mine[n + j * k + cc] += s * xi[cc];
-          if constexpr (DX) dx[i * k + cc] += s * a.wt[cc * np + j];
+          if (DW) mine[n + j * k + cc] += s * xi[cc];
+          if (DX) dx[i * k + cc] += s * a.wt[cc * np + j];
         }
       }
     }
@@ -533,7 +533,7 @@ void backprop_rows(const Atoms<T>& a, const T* x, const T* c, int64_t rows, T ep
   const int64_t k = K > 0 ? K : a.k, np = a.np;
   std::fill(dx, dx + rows * k, T(0));
   std::fill(dW, dW + a.n * k, T(0));
-  if (!(eps > T(0))) return backprop_ties<K, DX, DW>(a, x, c, rows, lse, dx, dW, db);
+  if (!(eps > T(0))) return backprop_ties<K>(a, x, c, rows, lse, DX, DW, dx, dW, db);
   const T inv = T(1) / eps;
   std::vector<T> scale(rows), target(rows), low(rows);
   std::vector<std::vector<T>> acc_w(available_threads()), acc_b(available_threads());
@@ -732,10 +732,11 @@ ffi::Error BackpropImpl(Buf<D> x, Buf<D> W, Buf<D> b, Buf<D> eps, Buf<D> lse, Bu
     };
     using Yes = std::true_type;
     using No = std::false_type;
+    // (dx, dW), dx alone, or dW (if asked for; else 0) and db: three instantiations
     if (with_dx && with_dW) run(Yes{}, Yes{});
     else if (with_dx) run(Yes{}, No{});
-    else if (with_dW) run(No{}, Yes{});
-    else run(No{}, No{});
+    else run(No{}, Yes{});
+    if (!with_dW) std::fill(dW->typed_data(), dW->typed_data() + dW->element_count(), T(0));
     return ffi::Error::Success();
   });
 }
