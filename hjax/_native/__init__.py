@@ -71,7 +71,9 @@ import numpy as np
 from .._types import Array
 
 _SOURCE = Path(__file__).with_name("affine_lse.cc")
-_FLAGS = ("-O3", "-march=native", "-std=c++17", "-shared", "-fPIC", "-w")
+_FLAGS = ("-O3", "-march=native", "-std=c++17", "-fPIC", "-w")
+#: One translation unit per dtype (``-DHJAX_DTYPE=…``), compiled in parallel, then linked.
+_DTYPE_UNITS = ("32", "64")
 _TARGETS = ("hjax_lse", "hjax_contract", "hjax_backprop", "hjax_packed_mse")
 _SUFFIX = {jnp.dtype(jnp.float32): "f32", jnp.dtype(jnp.float64): "f64"}
 
@@ -97,7 +99,7 @@ def _build() -> Path:
     digest = hashlib.sha256()
     for part in (
         _SOURCE.read_bytes(),
-        " ".join(_FLAGS).encode(),
+        " ".join((*_FLAGS, *_DTYPE_UNITS)).encode(),
         cxx.encode(),
         include.encode(),
         jax.__version__.encode(),
@@ -111,15 +113,29 @@ def _build() -> Path:
     cache.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=target.name, suffix=".tmp", dir=cache)
     os.close(fd)
+    objects = [f"{tmp}.f{bits}.o" for bits in _DTYPE_UNITS]
     try:
-        cmd = [cxx, *_FLAGS, "-I", include, str(_SOURCE), "-o", tmp]
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        compiles = [
+            [cxx, *_FLAGS, f"-DHJAX_DTYPE={bits}", "-I", include, "-c", str(_SOURCE), "-o", obj]
+            for bits, obj in zip(_DTYPE_UNITS, objects, strict=True)
+        ]
+        procs = [
+            subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for cmd in compiles
+        ]
+        for cmd, proc in zip(compiles, procs, strict=True):
+            _, err = proc.communicate()
+            if proc.returncode != 0:
+                raise RuntimeError(f"{' '.join(cmd)} failed:\n{err[-2000:]}")
+        link = [cxx, "-shared", *objects, "-o", tmp]
+        proc = subprocess.run(link, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
-            raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-2000:]}")
+            raise RuntimeError(f"{' '.join(link)} failed:\n{proc.stderr[-2000:]}")
         os.replace(tmp, target)
     finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        for path in (tmp, *objects):
+            if os.path.exists(path):
+                os.remove(path)
     return target
 
 

@@ -179,10 +179,15 @@ inline Vec<T> logits(const Atoms<T>& a, const T* x, int64_t j0) {
   return z;
 }
 
+}  // namespace
+
+namespace hjax_native {
+
 // A persistent pool of worker threads, one per CPU of the process's affinity mask less the
 // caller's. Starting threads per call would cost about 0.1 ms, as much as a whole
 // 1024 x 1024 kernel. Runs are serialized (each uses every CPU); a forked child starts
-// its own pool.
+// its own pool. Outside the anonymous namespace: the translation units of both dtypes share
+// the one pool (get() is inline, its statics unique in the library).
 class Pool {
  public:
   static Pool& get() {
@@ -255,6 +260,12 @@ class Pool {
   int64_t generation_ = 0;
   int active_ = 0, pending_ = 0;
 };
+
+}  // namespace hjax_native
+
+namespace {
+
+using hjax_native::Pool;
 
 int available_threads() { return Pool::get().size(); }
 
@@ -790,11 +801,17 @@ ffi::Error PackedMseImpl(Buf<D> x, Buf<D> y, Buf<D> W, Buf<D> b, Buf<D> eps,
                                 ffi::Ffi::Bind() HJAX_ARGS4(D) HJAX_ARG(D)   \
                                     .Arg<ffi::Buffer<ffi::S32>>() HJAX_RETS3(D));
 
+// Built as one translation unit per dtype (-DHJAX_DTYPE=32 or 64, compiled in parallel) or
+// as one for both.
+#if !defined(HJAX_DTYPE) || HJAX_DTYPE == 32
 HJAX_LSE(hjax_lse_f32, ffi::F32)
-HJAX_LSE(hjax_lse_f64, ffi::F64)
 HJAX_CONTRACT(hjax_contract_f32, ffi::F32)
-HJAX_CONTRACT(hjax_contract_f64, ffi::F64)
 HJAX_BACKPROP(hjax_backprop_f32, ffi::F32)
-HJAX_BACKPROP(hjax_backprop_f64, ffi::F64)
 HJAX_PACKED_MSE(hjax_packed_mse_f32, ffi::F32)
+#endif
+#if !defined(HJAX_DTYPE) || HJAX_DTYPE == 64
+HJAX_LSE(hjax_lse_f64, ffi::F64)
+HJAX_CONTRACT(hjax_contract_f64, ffi::F64)
+HJAX_BACKPROP(hjax_backprop_f64, ffi::F64)
 HJAX_PACKED_MSE(hjax_packed_mse_f64, ffi::F64)
+#endif
