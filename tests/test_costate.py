@@ -499,6 +499,7 @@ NS = np.array([8, 16, 32, 64, 128])
 BACKSOLVE = {"backsolve": diffrax.BacksolveAdjoint()}
 
 
+@pytest.mark.slow  # the quick verify measures this order in every default run (costate.gap.euler)
 def test_backsolve_gap_euler():
     theta, x0, T = _smooth_problem()
     gaps = adjoint_gaps(

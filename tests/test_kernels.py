@@ -94,13 +94,12 @@ def test_batch_shape_and_block_boundaries():
     """Sizes around a block boundary and a (*batch, d) shape give the per-query values."""
     x, y, g, log_w, A = _problem(2)
     one = jax.jit(jax.vmap(lambda xi: hopf_cole(xi, y, g, T, 0.2, log_w=log_w, A=A)))
+    blocked = jax.jit(lambda xs: hopf_cole(xs, y, g, T, 0.2, log_w=log_w, A=A))
     for n in (ROWS - 1, ROWS, ROWS + 1, 2 * ROWS):
-        np.testing.assert_allclose(
-            hopf_cole(x[:n], y, g, T, 0.2, log_w=log_w, A=A), one(x[:n]), rtol=1e-13, atol=1e-15
-        )
+        np.testing.assert_allclose(blocked(x[:n]), one(x[:n]), rtol=1e-13, atol=1e-15)
     shaped = x[: 2 * ROWS].reshape(2, ROWS, D)
     np.testing.assert_allclose(
-        hopf_cole(shaped, y, g, T, 0.2, log_w=log_w, A=A),
+        blocked(shaped),
         one(x[: 2 * ROWS]).reshape(2, ROWS),
         rtol=1e-13,
         atol=1e-15,
@@ -165,6 +164,7 @@ def test_forward_mode_eps_and_t_derivatives_match_finite_differences():
     x, y, g, log_w, A = _problem(6)
     eps, h = 0.3, 1e-4
 
+    @jax.jit
     def total(eps, t):
         return jnp.sum(hopf_cole(x, y, g, t, eps, log_w=log_w, A=A))
 
