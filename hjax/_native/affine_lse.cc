@@ -184,8 +184,8 @@ inline Vec<T> logits(const Atoms<T>& a, const T* x, int64_t j0) {
 namespace hjax_native {
 
 // A persistent pool of worker threads, one per CPU of the process's affinity mask less the
-// caller's. Starting threads per call would cost about 0.1 ms, as much as a whole
-// 1024 x 1024 kernel. Runs are serialized (each uses every CPU); a forked child starts
+// caller's. Starting and joining a thread per call costs 0.17 ms on a 2-core VM, as much
+// as a whole 1024 x 1024 kernel. Runs are serialized (each uses every CPU); a forked child starts
 // its own pool. Outside the anonymous namespace: the translation units of both dtypes share
 // the one pool (get() is inline, its statics unique in the library).
 class Pool {
@@ -496,14 +496,14 @@ inline uint32_t equal_lanes(Vec<T> z, T v) {
 // and never tie with a finite lse) and 0 elsewhere, so one pass over the logits finds the
 // ties and the cotangents go to them alone.
 template <int K, class T>
-void backprop_ties(const Atoms<T>& a, const T* x, const T* c, int64_t rows, const T* lse, bool DX,
-                   bool DW, T* dx, T* dW, T* db) {
+void backprop_ties(const Atoms<T>& a, const T* x, const T* c, int64_t rows, const T* lse,
+                   bool with_dx, bool with_dW, T* dx, T* dW, T* db) {
   constexpr int V = kLanes<T>;
   const int64_t k = K > 0 ? K : a.k, n = a.n, np = a.np;
   std::vector<std::vector<T>> acc(available_threads());  // per thread: db, then dW
   const int64_t parts = parallel_rows(rows, np, [&](int64_t t, int64_t r0, int64_t r1) {
     std::vector<T>& mine = acc[t];
-    mine.assign((DW ? k + 1 : 1) * n, T(0));
+    mine.assign((with_dW ? k + 1 : 1) * n, T(0));
     std::vector<int64_t> ties;
     for (int64_t i = r0; i < r1; ++i) {
       if (c[i] == T(0) || !finite(lse[i])) continue;
@@ -517,13 +517,13 @@ void backprop_ties(const Atoms<T>& a, const T* x, const T* c, int64_t rows, cons
       for (const int64_t j : ties) {
         mine[j] += s;
         for (int64_t cc = 0; cc < k; ++cc) {
-          if (DW) mine[n + j * k + cc] += s * xi[cc];
-          if (DX) dx[i * k + cc] += s * a.wt[cc * np + j];
+          if (with_dW) mine[n + j * k + cc] += s * xi[cc];
+          if (with_dx) dx[i * k + cc] += s * a.wt[cc * np + j];
         }
       }
     }
   });
-  for (int64_t q = 0; q < (DW ? k + 1 : 1) * n; ++q) {
+  for (int64_t q = 0; q < (with_dW ? k + 1 : 1) * n; ++q) {
     T sum = T(0);
     for (int64_t t = 0; t < parts; ++t) sum += acc[t][q];
     (q < n ? db[q] : dW[q - n]) = sum;
@@ -533,9 +533,8 @@ void backprop_ties(const Atoms<T>& a, const T* x, const T* c, int64_t rows, cons
 // The transpose of contract_rows in (dx, dW, db) for cotangents c_i:
 // dx_i = c_i sum_j pi_ij W_j, dW_j = sum_i c_i pi_ij x_i, db_j = sum_i c_i pi_ij.
 // Atoms in blocks that stay in L1 while every row of the thread passes over them (eps = 0:
-// backprop_ties). dx (DX)
-// and dW (DW) are computed only if asked for (else left 0): each costs a multiply-add per
-// input coordinate and atom-evaluation, as much as the logits.
+// backprop_ties). dx (DX) and dW (DW) are computed only if asked for (else left 0): each
+// costs a multiply-add per input coordinate and atom-evaluation, as much as the logits.
 template <int K, bool DX, bool DW, class T>
 void backprop_rows(const Atoms<T>& a, const T* x, const T* c, int64_t rows, T eps, const T* lse,
                    const T* lo, T* dx, T* dW, T* db) {
