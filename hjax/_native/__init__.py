@@ -71,7 +71,7 @@ import numpy as np
 from .._types import Array
 
 _SOURCE = Path(__file__).with_name("affine_lse.cc")
-_FLAGS = ("-O3", "-march=native", "-std=c++17", "-fPIC", "-w")
+_FLAGS = ("-O3", "-march=native", "-std=c++17", "-fPIC", "-pthread", "-w")
 #: One translation unit per dtype (``-DHJAX_DTYPE=…``), compiled in parallel, then linked.
 _DTYPE_UNITS = ("32", "64")
 _TARGETS = ("hjax_lse", "hjax_contract", "hjax_backprop", "hjax_packed_mse")
@@ -114,25 +114,30 @@ def _build() -> Path:
     fd, tmp = tempfile.mkstemp(prefix=target.name, suffix=".tmp", dir=cache)
     os.close(fd)
     objects = [f"{tmp}.f{bits}.o" for bits in _DTYPE_UNITS]
+    compiles = [
+        [cxx, *_FLAGS, f"-DHJAX_DTYPE={bits}", "-I", include, "-c", str(_SOURCE), "-o", obj]
+        for bits, obj in zip(_DTYPE_UNITS, objects, strict=True)
+    ]
+    procs: list[subprocess.Popen] = []
     try:
-        compiles = [
-            [cxx, *_FLAGS, f"-DHJAX_DTYPE={bits}", "-I", include, "-c", str(_SOURCE), "-o", obj]
-            for bits, obj in zip(_DTYPE_UNITS, objects, strict=True)
-        ]
-        procs = [
-            subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            for cmd in compiles
-        ]
+        for cmd in compiles:
+            procs.append(
+                subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            )
         for cmd, proc in zip(compiles, procs, strict=True):
             _, err = proc.communicate()
             if proc.returncode != 0:
                 raise RuntimeError(f"{' '.join(cmd)} failed:\n{err[-2000:]}")
-        link = [cxx, "-shared", *objects, "-o", tmp]
+        link = [cxx, "-shared", "-pthread", *objects, "-o", tmp]
         proc = subprocess.run(link, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             raise RuntimeError(f"{' '.join(link)} failed:\n{proc.stderr[-2000:]}")
         os.replace(tmp, target)
     finally:
+        for proc in procs:  # a failed unit: do not leave the other compiling
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
         for path in (tmp, *objects):
             if os.path.exists(path):
                 os.remove(path)
