@@ -50,6 +50,23 @@ def _close(a, b, tol):
         np.testing.assert_allclose(np.asarray(u), np.asarray(v), rtol=tol, atol=tol)
 
 
+def _fused_and_xla(run, monkeypatch):
+    """``run()`` with the fused kernels, then with them switched off (the XLA kernels)."""
+    fused = run()
+    monkeypatch.setattr(_native, "usable", lambda dtype: False)
+    return fused, run()
+
+
+def _hj_problem(seed, B, N, masked, A):
+    """Queries ``(B, 2)``, atoms, data and log-weights (atom ``masked`` weighted 0), a metric."""
+    rng = np.random.default_rng(seed)
+    x = jnp.asarray(rng.standard_normal((B, 2)))
+    y = jnp.asarray(rng.standard_normal((N, 2)))
+    g = jnp.asarray(rng.standard_normal(N))
+    log_w = jnp.log(jnp.asarray(rng.uniform(0.1, 1.0, N))).at[masked].set(-jnp.inf)
+    return x, y, g, log_w, jnp.asarray(A)
+
+
 def test_available_on_this_cpu():
     assert _native.available(), _native.status()
     assert _native.usable(jnp.float64) and _native.usable(jnp.float32)
@@ -163,7 +180,7 @@ def test_float32_gibbs_weights_are_within_a_few_ulp():
     """The kernels' own exp, through the weights: two atoms with logits 0 and t give
     d lse/dx = e^t/(1 + e^t) (x = t, W = (0, 1), eps = 1). For t <= -17, 1 + e^t rounds to 1,
     so lse = 0 and the exp's argument t are exact and the error is the exp's alone, over
-    arguments down to float32's underflow. A polynomial coefficient off by 1e-3 is 4 ulp."""
+    arguments down to float32's underflow. A polynomial coefficient off by 1e-3 fails it."""
     t = np.linspace(-87.0, -17.0, 4001).astype(np.float32)
     W = jnp.asarray([[0.0], [1.0]], jnp.float32)
     b = jnp.zeros(2, jnp.float32)
@@ -194,12 +211,7 @@ def test_float32_gradients_at_small_eps_are_as_accurate_as_xla(eps):
 def test_public_functions_agree_with_the_xla_kernels(monkeypatch):
     """hopf_cole and lse_layer (blocked sizes, masks, a metric, eps = 0) with the fused
     kernel and with it switched off, values and gradients."""
-    rng = np.random.default_rng(3)
-    x = jnp.asarray(rng.standard_normal((500, 2)))
-    y = jnp.asarray(rng.standard_normal((300, 2)))
-    g = jnp.asarray(rng.standard_normal(300))
-    log_w = jnp.log(jnp.asarray(rng.uniform(0.1, 1.0, 300))).at[4].set(-jnp.inf)
-    A = jnp.asarray([[2.0, 0.3], [0.3, 0.5]])
+    x, y, g, log_w, A = _hj_problem(3, 500, 300, 4, [[2.0, 0.3], [0.3, 0.5]])
 
     def run():
         out = []
@@ -210,9 +222,7 @@ def test_public_functions_agree_with_the_xla_kernels(monkeypatch):
             out.append(jax.jit(jax.value_and_grad(h, (0, 1)))(y, g))
         return out
 
-    native = run()
-    monkeypatch.setattr(_native, "usable", lambda dtype: False)
-    _close(native, run(), 1e-11)
+    _close(*_fused_and_xla(run, monkeypatch), 1e-11)
 
 
 def test_hopf_lax_with_exact_ties_agrees_with_the_xla_kernels(monkeypatch):
@@ -229,10 +239,9 @@ def test_hopf_lax_with_exact_ties_agrees_with_the_xla_kernels(monkeypatch):
         f = lambda x, y, g: jnp.sum(jnp.cos(hjax.hopf_lax(x, y, g, 0.7)))  # noqa: E731
         return jax.jit(jax.value_and_grad(f, (0, 1, 2)))(x, y, g)
 
-    native = run()
-    np.testing.assert_array_equal(native[1][2][:3], native[1][2][0])  # shared equally
-    monkeypatch.setattr(_native, "usable", lambda dtype: False)
-    _close(native, run(), 1e-12)
+    fused, xla = _fused_and_xla(run, monkeypatch)
+    np.testing.assert_array_equal(fused[1][2][:3], fused[1][2][0])  # shared equally
+    _close(fused, xla, 1e-12)
 
 
 def test_calls_from_several_threads_at_once_agree_with_brute_force():
@@ -329,20 +338,13 @@ def test_train_sweep_with_and_without_the_fused_kernel(monkeypatch):
             out += [s.train_loss, s.W, s.b]
         return out
 
-    fused = run()
-    monkeypatch.setattr(_native, "usable", lambda dtype: False)
-    _close(fused, run(), 1e-10)
+    _close(*_fused_and_xla(run, monkeypatch), 1e-10)
 
 
 def test_sweep_values_and_gradients_agree_with_the_xla_kernels(monkeypatch):
     """hopf_cole_sweep (masked log-weights, a metric, eps = 0 and small eps, several widths)
     with the fused kernel and with the XLA kernels: values and gradients in (y, g, log_w)."""
-    rng = np.random.default_rng(7)
-    x = jnp.asarray(rng.standard_normal((70, 2)))
-    y = jnp.asarray(rng.standard_normal((90, 2)))
-    g = jnp.asarray(rng.standard_normal(90))
-    log_w = jnp.log(jnp.asarray(rng.uniform(0.1, 1.0, 90))).at[5].set(-jnp.inf)
-    A = jnp.asarray([[1.5, 0.2], [0.2, 0.8]])
+    x, y, g, log_w, A = _hj_problem(7, 70, 90, 5, [[1.5, 0.2], [0.2, 0.8]])
     eps = jnp.asarray([0.0, 1e-3, 0.1, 1.0])
 
     def run():
@@ -352,6 +354,4 @@ def test_sweep_values_and_gradients_agree_with_the_xla_kernels(monkeypatch):
 
         return jax.jit(jax.value_and_grad(f, (0, 1, 2)))(y, g, log_w)
 
-    fused = run()
-    monkeypatch.setattr(_native, "usable", lambda dtype: False)
-    _close(fused, run(), 1e-10)
+    _close(*_fused_and_xla(run, monkeypatch), 1e-10)

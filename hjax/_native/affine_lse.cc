@@ -91,9 +91,9 @@ template <class T>
 constexpr T kNegInf = -std::numeric_limits<T>::infinity();
 
 // exp(x) lane-wise for x <= 88 (float) / 709 (double) or -inf: Cody-Waite reduction
-// x = n ln2 + r, |r| <= ln2/2, a polynomial for e^r (float: minimax of degree 6, relative
-// error 2e-9 + rounding, below one ulp; double: Taylor of degree 13, truncation below the unit
-// round-off), scaled by 2^n. x is clamped below where e^x underflows: exactly 0 there and at
+// x = n ln2 + r, |r| <= ln2/2, a polynomial for e^r (float: minimax of degree 6, within
+// two ulp, test_float32_gibbs_weights_are_within_a_few_ulp; double: Taylor of degree 13,
+// truncation below the unit round-off), scaled by 2^n. x is clamped below where e^x underflows: exactly 0 there and at
 // -inf. With AVX-512, vscalefp[sd] does the scaling (and the underflow) in one instruction.
 template <class T>
 inline Vec<T> exp_poly(Vec<T> x) {
@@ -184,8 +184,8 @@ inline Vec<T> logits(const Atoms<T>& a, const T* x, int64_t j0) {
 namespace hjax_native {
 
 // A persistent pool of worker threads, one per CPU of the process's affinity mask less the
-// caller's. Starting and joining a thread per call costs 0.17 ms on a 2-core VM, as much
-// as a whole 1024 x 1024 kernel. Runs are serialized (each uses every CPU); a forked child starts
+// caller's: starting and joining threads on every call can cost as much as a whole
+// 1024 x 1024 kernel. Runs are serialized (each uses every CPU); a forked child starts
 // its own pool. Outside the anonymous namespace: the translation units of both dtypes share
 // the one pool (get() is inline, its statics unique in the library).
 class Pool {
@@ -800,17 +800,18 @@ ffi::Error PackedMseImpl(Buf<D> x, Buf<D> y, Buf<D> W, Buf<D> b, Buf<D> eps,
                                 ffi::Ffi::Bind() HJAX_ARGS4(D) HJAX_ARG(D)   \
                                     .Arg<ffi::Buffer<ffi::S32>>() HJAX_RETS3(D));
 
+// The handlers of one dtype: hjax_{lse,contract,backprop,packed_mse}_S.
+#define HJAX_HANDLERS(S, D)                  \
+  HJAX_LSE(hjax_lse_##S, D)                  \
+  HJAX_CONTRACT(hjax_contract_##S, D)        \
+  HJAX_BACKPROP(hjax_backprop_##S, D)        \
+  HJAX_PACKED_MSE(hjax_packed_mse_##S, D)
+
 // Built as one translation unit per dtype (-DHJAX_DTYPE=32 or 64, compiled in parallel) or
 // as one for both.
 #if !defined(HJAX_DTYPE) || HJAX_DTYPE == 32
-HJAX_LSE(hjax_lse_f32, ffi::F32)
-HJAX_CONTRACT(hjax_contract_f32, ffi::F32)
-HJAX_BACKPROP(hjax_backprop_f32, ffi::F32)
-HJAX_PACKED_MSE(hjax_packed_mse_f32, ffi::F32)
+HJAX_HANDLERS(f32, ffi::F32)
 #endif
 #if !defined(HJAX_DTYPE) || HJAX_DTYPE == 64
-HJAX_LSE(hjax_lse_f64, ffi::F64)
-HJAX_CONTRACT(hjax_contract_f64, ffi::F64)
-HJAX_BACKPROP(hjax_backprop_f64, ffi::F64)
-HJAX_PACKED_MSE(hjax_packed_mse_f64, ffi::F64)
+HJAX_HANDLERS(f64, ffi::F64)
 #endif
